@@ -1,0 +1,1 @@
+"""Bundled experiments: YAML definitions and their small artifacts (latency tables, predictors)."""
