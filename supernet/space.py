@@ -201,7 +201,7 @@ class Slot:
     All arrays have shape ``(n,)``. ``kind`` is one of :data:`BLOCK_KINDS`. For ``attn`` blocks
     ``c_in == c_out`` is the width; for ``res_proj`` the block has a 1x1x1 skip projection (first
     block of every stage, where the input comes from another width or a skip concatenation).
-    ``segments`` lists the max widths of concatenated inputs (decoder block 0 reads [up, skip]).
+    ``segments`` splits ``c_in`` into the concatenated inputs (decoder block 0 reads [up, skip]).
     """
 
     name: str
@@ -212,6 +212,11 @@ class Slot:
     size: np.ndarray  # spatial side of the block's input (output for "up")
     frames: int
     head_dim: int = 32
+    segments: tuple[np.ndarray, ...] = ()
+
+    def __post_init__(self):
+        if not self.segments:
+            self.segments = (self.c_in,)
 
 
 # ----------------------------------------------------------------------------- the space
@@ -497,7 +502,9 @@ class SearchSpace:
                 active = depths[s] > b
                 kind = "res_proj" if b == 0 else "res"
                 c_in = below + widths[s] if b == 0 else widths[s]
-                out.append(Slot(f"up{s}.block{b}.res", kind, active, c_in, widths[s], size, F, spec.head_dim))
+                segments = (below, widths[s]) if b == 0 else (widths[s],)
+                out.append(Slot(f"up{s}.block{b}.res", kind, active, c_in, widths[s], size, F, spec.head_dim,
+                                segments))
                 if spec.stages[s].attention:
                     out.append(Slot(f"up{s}.block{b}.attn", "attn", active & (attn[s][b] == 1), widths[s],
                                     widths[s], size, F, spec.head_dim))

@@ -1,0 +1,221 @@
+"""Elastic UNet blocks (res block, space-time attention, down/up sampling, stem, head).
+
+A block's math is written once, in its ``compute`` static method, over a mapping of named ops.
+The elastic block calls it with its elastic ops bound to their specs; ``extract(spec)`` builds a
+:class:`StaticBlock` that calls the same ``compute`` with plain ``torch.nn`` modules. So the
+supernet and an extracted subnet cannot drift apart.
+
+Notation: ``x`` is a video batch ``(b, c, f, h, w)``; ``temb`` the timestep embedding ``(b, T)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from sned.supernet.ops import ElasticConv3d, ElasticGroupNorm, ElasticLinear, ElasticRelativePositionBias, attention
+
+Ops = Mapping[str, Callable[..., torch.Tensor]]
+
+
+class StaticBlock(nn.Module):
+    """An extracted block: plain modules plus the elastic block's ``compute`` function."""
+
+    def __init__(self, compute: Callable[..., torch.Tensor], ops: Mapping[str, nn.Module], **kwargs: Any):
+        super().__init__()
+        self.compute = compute
+        self.ops = nn.ModuleDict(dict(ops))
+        self.kwargs = kwargs
+
+    def forward(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        return self.compute(self.ops, x, *args, **self.kwargs)
+
+
+class ElasticBlock(nn.Module):
+    """Base of the elastic blocks: subclasses define ``child_specs``, ``compute`` and optional ``static_kwargs``."""
+
+    def child_specs(self, spec: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def static_kwargs(self, spec: Any) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def compute(ops: Ops, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, *args: torch.Tensor, spec: Any) -> torch.Tensor:
+        ops = {name: functools.partial(getattr(self, name), spec=s) for name, s in self.child_specs(spec).items()}
+        return self.compute(ops, x, *args, **self.static_kwargs(spec))
+
+    def extract(self, spec: Any) -> StaticBlock:
+        ops = {name: getattr(self, name).extract(s) for name, s in self.child_specs(spec).items()}
+        return StaticBlock(type(self).compute, ops, **self.static_kwargs(spec))
+
+
+class ResBlock(ElasticBlock):
+    """Residual block: GroupNorm-SiLU-conv(1x3x3), timestep scale-shift, conv(1x3x3), temporal conv(3x1x1).
+
+    Spec: ``(input segment widths, output width)``. ``use_projection`` adds a 1x1x1 skip conv
+    (the first block of every stage, whose input width differs or is a skip concatenation).
+    """
+
+    def __init__(self, in_segments: tuple[int, ...], out_channels: int, time_embed_dim: int, use_projection: bool):
+        super().__init__()
+        C = out_channels
+        self.time_embed_dim = time_embed_dim
+        self.norm1 = ElasticGroupNorm(in_segments)
+        self.conv1 = ElasticConv3d(in_segments, C, (1, 3, 3), padding=(0, 1, 1))
+        self.emb = ElasticLinear(time_embed_dim, (C, C))  # scale | shift, sliced separately
+        self.norm2 = ElasticGroupNorm((C,))
+        self.conv2 = ElasticConv3d((C,), C, (1, 3, 3), padding=(0, 1, 1), zero_init=True)
+        self.temporal_norm = ElasticGroupNorm((C,))
+        self.temporal_conv = ElasticConv3d((C,), C, (3, 1, 1), padding=(1, 0, 0), zero_init=True)
+        self.skip = ElasticConv3d(in_segments, C, (1, 1, 1)) if use_projection else None
+
+    def child_specs(self, spec: tuple[tuple[int, ...], int]) -> dict[str, Any]:
+        segments, c = spec
+        specs = {"norm1": segments, "conv1": (segments, c), "emb": (self.time_embed_dim, (c, c)),
+                 "norm2": (c,), "conv2": ((c,), c), "temporal_norm": (c,), "temporal_conv": ((c,), c)}
+        if self.skip is not None:
+            specs["skip"] = (segments, c)
+        return specs
+
+    @staticmethod
+    def compute(ops: Ops, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = ops["conv1"](F.silu(ops["norm1"](x)))
+        scale, shift = ops["emb"](F.silu(temb))[:, :, None, None, None].chunk(2, dim=1)
+        h = ops["norm2"](h) * (1 + scale) + shift
+        h = ops["conv2"](F.silu(h))
+        h = h + ops["temporal_conv"](F.silu(ops["temporal_norm"](h)))  # factorised: time after space
+        return (ops["skip"](x) if "skip" in ops else x) + h
+
+
+class AttentionBlock(ElasticBlock):
+    """Spatial attention (over h*w per frame) then temporal attention (over frames, relative position bias).
+
+    Spec: the active width; heads = width / head_dim.
+    """
+
+    def __init__(self, channels: int, head_dim: int, frames: int):
+        super().__init__()
+        C = channels
+        self.head_dim = head_dim
+        self.spatial_norm = ElasticGroupNorm((C,))
+        self.spatial_qkv = ElasticLinear(C, (C, C, C), bias=False)
+        self.spatial_out = ElasticLinear(C, (C,), zero_init=True)
+        self.temporal_norm = ElasticGroupNorm((C,))
+        self.temporal_qkv = ElasticLinear(C, (C, C, C), bias=False)
+        self.temporal_out = ElasticLinear(C, (C,), zero_init=True)
+        self.temporal_bias = ElasticRelativePositionBias(C // head_dim, frames)
+
+    def child_specs(self, c: int) -> dict[str, Any]:
+        return {"spatial_norm": (c,), "spatial_qkv": (c, (c, c, c)), "spatial_out": (c, (c,)),
+                "temporal_norm": (c,), "temporal_qkv": (c, (c, c, c)), "temporal_out": (c, (c,)),
+                "temporal_bias": c // self.head_dim}
+
+    def static_kwargs(self, c: int) -> dict[str, Any]:
+        return {"heads": c // self.head_dim}
+
+    @staticmethod
+    def compute(ops: Ops, x: torch.Tensor, heads: int) -> torch.Tensor:
+        b, _, f, h, w = x.shape
+        tokens = rearrange(ops["spatial_norm"](x), "b c f h w -> (b f) (h w) c")
+        y = attention(tokens, ops["spatial_qkv"], ops["spatial_out"], heads)
+        x = x + rearrange(y, "(b f) (h w) c -> b c f h w", b=b, h=h)
+        tokens = rearrange(ops["temporal_norm"](x), "b c f h w -> (b h w) f c")
+        y = attention(tokens, ops["temporal_qkv"], ops["temporal_out"], heads, ops["temporal_bias"]())
+        return x + rearrange(y, "(b h w) f c -> b c f h w", b=b, h=h, w=w)
+
+
+class Downsample(ElasticBlock):
+    """Spatial-only downsampling: conv 1x3x3 with stride (1, 2, 2). Spec: the width."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = ElasticConv3d((channels,), channels, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+
+    def child_specs(self, c: int) -> dict[str, Any]:
+        return {"conv": ((c,), c)}
+
+    @staticmethod
+    def compute(ops: Ops, x: torch.Tensor) -> torch.Tensor:
+        return ops["conv"](x)
+
+
+class Upsample(ElasticBlock):
+    """Spatial-only nearest upsampling by 2, then conv 1x3x3. Spec: the width."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = ElasticConv3d((channels,), channels, (1, 3, 3), padding=(0, 1, 1))
+
+    def child_specs(self, c: int) -> dict[str, Any]:
+        return {"conv": ((c,), c)}
+
+    @staticmethod
+    def compute(ops: Ops, x: torch.Tensor) -> torch.Tensor:
+        return ops["conv"](F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
+
+
+class Stem(ElasticBlock):
+    """Space-to-depth by ``patch`` (pixel unshuffle), then conv 1x3x3 to the first stage's width."""
+
+    def __init__(self, data_channels: int, channels: int, patch: int):
+        super().__init__()
+        self.patch = patch
+        self.conv = ElasticConv3d((data_channels * patch * patch,), channels, (1, 3, 3), padding=(0, 1, 1))
+
+    def child_specs(self, c: int) -> dict[str, Any]:
+        return {"conv": (self.conv.in_segments, c)}
+
+    def static_kwargs(self, c: int) -> dict[str, Any]:
+        return {"patch": self.patch}
+
+    @staticmethod
+    def compute(ops: Ops, x: torch.Tensor, patch: int) -> torch.Tensor:
+        x = rearrange(x, "b c f (h p1) (w p2) -> b (c p1 p2) f h w", p1=patch, p2=patch)
+        return ops["conv"](x)
+
+
+class Head(ElasticBlock):
+    """GroupNorm-SiLU-conv 1x3x3 back to the data channels, then depth-to-space by ``patch``."""
+
+    def __init__(self, channels: int, data_channels: int, patch: int):
+        super().__init__()
+        self.patch = patch
+        self.norm = ElasticGroupNorm((channels,))
+        self.conv = ElasticConv3d((channels,), data_channels * patch * patch, (1, 3, 3), padding=(0, 1, 1),
+                                  zero_init=True)
+
+    def child_specs(self, c: int) -> dict[str, Any]:
+        return {"norm": (c,), "conv": ((c,), self.conv.out_channels)}
+
+    def static_kwargs(self, c: int) -> dict[str, Any]:
+        return {"patch": self.patch}
+
+    @staticmethod
+    def compute(ops: Ops, x: torch.Tensor, patch: int) -> torch.Tensor:
+        x = ops["conv"](F.silu(ops["norm"](x)))
+        return rearrange(x, "b (c p1 p2) f h w -> b c f (h p1) (w p2)", p1=patch, p2=patch)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features of the timestep, then Linear-SiLU-Linear (shared by every subnet)."""
+
+    def __init__(self, dim: int, max_period: float = 10_000.0):
+        super().__init__()
+        self.dim, self.max_period = dim, max_period
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        freqs = torch.exp(-torch.log(torch.tensor(self.max_period)) * torch.arange(half, device=t.device) / half)
+        angles = t.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(self.mlp[0].weight.dtype))
