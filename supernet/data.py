@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sned.supernet.errors import UserError
-from sned.supernet.video_io import VIDEO_SUFFIXES, list_videos, write_video
+from sned.supernet.video_io import VIDEO_SUFFIXES, list_videos, read_frames, write_video
 
 if TYPE_CHECKING:  # only for annotations; torch is imported lazily at run time
     import torch
@@ -399,35 +399,6 @@ def _frame_count(path: Path) -> int | None:
         return None
 
 
-def _read_frames(path: Path, indices: list[int]) -> np.ndarray:
-    """Frames ``indices`` of a video as ``(f, h, w, 3)`` uint8: decord, or PyAV where decord fails.
-
-    decord 0.6 cannot return frames of some widths (8, 16, 24, 48, 72 px among multiples of 8 up to
-    256: a buffer-size check fails, dmlc/decord#336), so those are decoded with PyAV instead.
-    The reader is opened here, in the calling process, every time (see :class:`VideoClipDataset`).
-    """
-    import av
-    import decord
-
-    try:
-        return decord.VideoReader(str(path), num_threads=1).get_batch(indices).asnumpy()
-    except (decord.DECORDError, RuntimeError) as decord_error:
-        found: dict[int, np.ndarray] = {}
-        try:
-            with av.open(str(path)) as container:
-                for position, frame in enumerate(container.decode(video=0)):
-                    if position in indices:
-                        found[position] = frame.to_ndarray(format="rgb24")
-                    if position >= indices[-1]:
-                        break
-        except (av.FFmpegError, OSError, ValueError) as av_error:
-            raise RuntimeError(f"cannot read {path}: decord: {decord_error}; PyAV: {av_error}") from av_error
-        if len(found) < len(set(indices)):
-            raise RuntimeError(f"cannot read frames {indices[0]}..{indices[-1]} of {path}: decord: {decord_error}; "
-                               f"PyAV decoded only {len(found)} of them") from decord_error
-        return np.stack([found[i] for i in indices])
-
-
 def _examples(paths: list[Path], root: Path, limit: int = 3) -> str:
     names = [str(p.relative_to(root)) for p in paths[:limit]]
     return ", ".join(names) + (", ..." if len(paths) > limit else "")
@@ -536,7 +507,7 @@ class VideoClipDataset:
         index %= len(self)
         start = self.start_frame(index, epoch)
         indices = list(range(start, start + self.clip_span, self.stride))
-        frames = _read_frames(self.paths[index], indices)  # (f, h, w, 3) uint8
+        frames = read_frames(self.paths[index], indices)  # (f, h, w, 3) uint8
         clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (f, c, h, w)
         clip = _resize_square(clip, self.size)
         return (clip.permute(1, 0, 2, 3) / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()  # (c, f, s, s)

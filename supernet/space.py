@@ -356,7 +356,7 @@ class SearchSpace:
     def canonical(self, X: np.ndarray) -> np.ndarray:
         """Zero the attention genes of blocks beyond each stage's depth (vectorised copy)."""
         X = np.array(X, dtype=np.int64, copy=True).reshape(-1, self.n_genes)
-        for s, idx in enumerate(self._stage_index):
+        for idx in self._stage_index:
             depth = self._values[idx["depth"]][X[:, idx["depth"]]]
             for b, g in enumerate(idx["attn"]):
                 X[depth <= b, g] = 0

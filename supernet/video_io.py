@@ -52,12 +52,42 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
     return path
 
 
-def read_video(path: str | Path, num_threads: int = 1) -> np.ndarray:
-    """All frames of a video as ``(f, h, w, 3)`` uint8 (decord). Raises ``RuntimeError`` on a corrupt file."""
+def read_frames(path: str | Path, indices: list[int] | None = None) -> np.ndarray:
+    """Frames ``indices`` (default: all) of a video as ``(f, h, w, 3)`` uint8: decord, or PyAV where decord fails.
+
+    decord 0.6 cannot return frames of some widths (8, 16, 24, 48, 72 px among multiples of 8 up to
+    256: a buffer-size check fails, dmlc/decord#336), so those are decoded with PyAV instead. The
+    reader is opened here, in the calling process, every time (decord readers opened in a parent
+    hang in forked DataLoader workers). Raises ``RuntimeError`` on a file neither can read.
+    """
+    import av
     import decord
 
-    reader = decord.VideoReader(str(path), num_threads=num_threads)
-    return reader.get_batch(list(range(len(reader)))).asnumpy()
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1)
+        return reader.get_batch(list(range(len(reader))) if indices is None else indices).asnumpy()
+    except (decord.DECORDError, RuntimeError) as decord_error:
+        found: dict[int, np.ndarray] = {}
+        last = None if indices is None else max(indices)
+        try:
+            with av.open(str(path)) as container:
+                for position, frame in enumerate(container.decode(video=0)):
+                    if indices is None or position in indices:
+                        found[position] = frame.to_ndarray(format="rgb24")
+                    if last is not None and position >= last:
+                        break
+        except (av.FFmpegError, OSError, ValueError) as av_error:
+            raise RuntimeError(f"cannot read {path}: decord: {decord_error}; PyAV: {av_error}") from av_error
+        wanted = sorted(found) if indices is None else indices
+        if not found or any(i not in found for i in wanted):
+            raise RuntimeError(f"cannot read frames of {path}: decord: {decord_error}; "
+                               f"PyAV decoded {len(found)} frames") from decord_error
+        return np.stack([found[i] for i in wanted])
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames of a video as ``(f, h, w, 3)`` uint8 (see :func:`read_frames`)."""
+    return read_frames(path)
 
 
 def list_videos(root: str | Path) -> list[Path]:
