@@ -1,0 +1,245 @@
+"""What the search optimises: the objective registry and the predictors that score a population.
+
+The search never runs a network. It scores gene matrices through a small protocol,
+:class:`Predictors` (``latency_ms(X)``, ``fvd(X)``), so that any cost model can be injected:
+
+* :class:`FilePredictors`: the real thing, a measured latency table
+  (``sned.predictors.latency.LatencyTable``) and a fitted accuracy predictor
+  (``sned.predictors.accuracy.AccuracyPredictor``), both torch-free.
+* :class:`AnalyticPredictors`: latency and FVD as closed-form functions of the space's analytic
+  FLOPs and parameter counts. It is a stand-in cost model for tests and benchmarks where no
+  measured table exists; every result it produces says ``device="analytic"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from sned.supernet.errors import UserError
+from sned.supernet.space import SearchSpace, experiment_path
+
+# name -> (column of the evaluation table, description). ``--objectives`` picks from these keys.
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "fvd": ("fvd_pred", "predicted FVD (mean of the accuracy predictor)"),
+    "latency": ("latency_ms", "predicted latency of one denoising step (one UNet forward, batch 1), ms"),
+    "params": ("params", "parameters of the extracted subnet"),
+    "gflops": ("gflops", "GFLOPs of one UNet forward, batch 1"),
+}
+DEFAULT_OBJECTIVES = ("fvd", "latency")
+COLUMNS = ("latency_ms", "fvd_pred", "fvd_std", "params", "gflops")  # what :func:`evaluate` returns
+DEFAULT_TABLE = "latency-cpu.parquet"
+DEFAULT_PREDICTORS = ("predictor.npz", "predictor.json")  # the first that exists is the default
+
+
+def parse_objectives(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"fvd,latency,params"`` (or a sequence) -> validated tuple of objective names.
+
+    Raises:
+        UserError: an unknown or repeated name, or fewer than two objectives.
+    """
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+    names = [n for n in names if n]
+    for name in names:
+        if name not in OBJECTIVES:
+            raise UserError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise UserError(f"objectives {','.join(names)}: each objective may appear once")
+    if len(names) < 2:
+        raise UserError(f"objectives {','.join(names) or '(none)'}: a Pareto front needs at least two, "
+                        f"e.g. {','.join(DEFAULT_OBJECTIVES)}")
+    return tuple(names)
+
+
+@runtime_checkable
+class Predictors(Protocol):
+    """Scores a whole population of gene matrices (rows of ``space.encode``), vectorised.
+
+    Required:
+        device: the latency's device name (e.g. ``"cpu-<model>"``, ``"h200"``, ``"analytic"``).
+        latency_ms(X): ``(n,)`` predicted ms of one UNet forward at batch 1 (one denoising step).
+        fvd(X): ``((n,), (n,))`` predicted FVD mean and its uncertainty (standard deviation).
+
+    Optional:
+        provenance(): a JSON-able dict saved into the run's ``settings.json``.
+    """
+
+    device: str
+
+    def latency_ms(self, X: np.ndarray) -> np.ndarray: ...
+
+    def fvd(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def evaluate(space: SearchSpace, predictors: Predictors, X: np.ndarray) -> dict[str, np.ndarray]:
+    """Score a population: every column of :data:`COLUMNS`, each ``(n,)``.
+
+    Raises:
+        UserError: a predictor returned the wrong shape or non-finite values (a broken file).
+    """
+    X = np.asarray(X, dtype=np.int64)
+    n = len(X)
+    latency = np.asarray(predictors.latency_ms(X), dtype=np.float64).reshape(-1)
+    mean, std = predictors.fvd(X)
+    cols = {
+        "latency_ms": latency,
+        "fvd_pred": np.asarray(mean, dtype=np.float64).reshape(-1),
+        "fvd_std": np.asarray(std, dtype=np.float64).reshape(-1),
+        "params": space.params(X).astype(np.int64),
+        "gflops": space.flops(X) / 1e9,
+    }
+    for name in ("latency_ms", "fvd_pred", "fvd_std"):
+        if cols[name].shape != (n,):
+            raise UserError(f"predictor returned {cols[name].shape[0]} values of {name} for {n} archs")
+        bad = ~np.isfinite(cols[name])
+        if bad.any():
+            raise UserError(f"predictor returned non-finite {name} for {int(bad.sum())} of {n} archs "
+                            f"(device {predictors.device}); is the table or predictor file complete?")
+    return cols
+
+
+# ----------------------------------------------------------------------------- analytic stand-in
+
+
+@dataclass(frozen=True)
+class AnalyticPredictors:
+    """Closed-form latency and FVD from the space's analytic cost (no files, no measurements).
+
+    ``latency_ms = fixed_ms + ms_per_gflop * GFLOPs`` and
+    ``fvd = fvd_at_unit - params_slope * ln(params / 1e6) - gflops_slope * ln(GFLOPs)``, with an
+    uncertainty of ``relative_std * fvd``. The defaults put ``tiny`` at 128 px between ~45 and
+    ~300 ms, like a 2-core CPU, so a 200 ms budget splits the space as the real table does.
+    Capacity (params) and compute (GFLOPs) pull FVD down separately, so the front is a real
+    trade-off rather than one line.
+    """
+
+    space: SearchSpace
+    fixed_ms: float = 5.0
+    ms_per_gflop: float = 16.0
+    fvd_at_unit: float = 900.0
+    params_slope: float = 60.0
+    gflops_slope: float = 40.0
+    relative_std: float = 0.05
+    device: str = "analytic"
+
+    def latency_ms(self, X: np.ndarray) -> np.ndarray:
+        return self.fixed_ms + self.ms_per_gflop * self.space.flops(X) / 1e9
+
+    def fvd(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        params = self.space.params(X).astype(np.float64)
+        gflops = self.space.flops(X) / 1e9
+        mean = self.fvd_at_unit - self.params_slope * np.log(params / 1e6) - self.gflops_slope * np.log(gflops)
+        return mean, self.relative_std * mean
+
+    def provenance(self) -> dict:
+        return {"kind": "analytic", "note": "closed-form stand-in cost model, not a measurement",
+                "latency": f"{self.fixed_ms} + {self.ms_per_gflop} * GFLOPs ms",
+                "fvd": f"{self.fvd_at_unit} - {self.params_slope} ln(params/1e6) - {self.gflops_slope} ln(GFLOPs)"}
+
+
+# ----------------------------------------------------------------------------- the real files
+
+
+def default_artifact(experiment: str | Path, *filenames: str) -> Path:
+    """Where an experiment keeps a bundled artifact: ``<yaml dir>/<experiment>/<filename>``.
+
+    For the bundled ``tiny`` this is ``sned/experiments/tiny/<filename>`` (package data). With
+    several candidate names, the first that exists (else the first).
+    """
+    folder = experiment_path(experiment).with_suffix("")
+    for name in filenames:
+        if (folder / name).is_file():
+            return folder / name
+    return folder / filenames[0]
+
+
+class FilePredictors:
+    """A latency table and an accuracy predictor loaded from files, checked against the space.
+
+    Args:
+        space: the space being searched; both files must have been made for it (same hash).
+        table_path: a latency table (``sned.predictors.latency.LatencyTable``).
+        predictor_path: an accuracy predictor (``sned.predictors.accuracy.AccuracyPredictor``).
+
+    Raises:
+        UserError: a file is missing, unreadable, corrupt, or belongs to another space.
+    """
+
+    def __init__(self, space: SearchSpace, table_path: str | Path, predictor_path: str | Path):
+        self.space = space
+        self.table_path = Path(table_path)
+        self.predictor_path = Path(predictor_path)
+        _check_file(self.table_path, "latency table", "--table")
+        _check_file(self.predictor_path, "accuracy predictor", "--predictor")
+        # Imported here, not at module level: the prediction side is torch-free, but only this
+        # path needs pandas/pyarrow for the table.
+        from sned.predictors.accuracy import AccuracyPredictor
+        from sned.predictors.latency import LatencyTable
+
+        self.table = _load(LatencyTable.load, self.table_path, "latency table")
+        self.predictor = _load(AccuracyPredictor.load, self.predictor_path, "accuracy predictor")
+        for what, obj, path in (("latency table", self.table, self.table_path),
+                                ("accuracy predictor", self.predictor, self.predictor_path)):
+            check = getattr(obj, "check_space", None)
+            if callable(check):  # their messages name both spaces and how to make a matching file
+                try:
+                    check(space)
+                except ValueError as exc:  # SpaceError is a ValueError
+                    raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+            if getattr(obj, "space_hash", None) != space.hash:
+                raise UserError(f"{what} {path} was made for another space (hash {obj.space_hash}); "
+                                f"space {space.name!r} has hash {space.hash}")
+        self.device = str(self.table.device)
+
+    def latency_ms(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.table.predict(self.space, X), dtype=np.float64)
+
+    def fvd(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = self.predictor.predict(X)
+        return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+
+    def provenance(self) -> dict:
+        return {"kind": "files",
+                "table": {"path": str(self.table_path), "device": self.device,
+                          "meta": _jsonable(getattr(self.table, "meta", {}))},
+                "predictor": {"path": str(self.predictor_path),
+                              "kind": str(getattr(self.predictor, "kind", "?")),
+                              "metrics": _jsonable(getattr(self.predictor, "metrics", {}))}}
+
+
+def _check_file(path: Path, what: str, flag: str) -> None:
+    if not path.exists():
+        raise UserError(f"{what} not found: {path} (pass {flag} PATH)")
+    if not path.is_file():
+        raise UserError(f"{what} {path} is not a file (pass {flag} PATH)")
+
+
+def _load(loader, path: Path, what: str):
+    try:
+        return loader(path)
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:  # ArrowInvalid, JSONDecodeError are ValueErrors
+        # Loaders should raise UserError themselves; anything else from a bad file is still bad input.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read {what} {path}: {first}") from exc
+
+
+def _jsonable(value):
+    """Best-effort JSON-able copy of provenance metadata (numpy scalars -> Python)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+__all__ = ["AnalyticPredictors", "COLUMNS", "DEFAULT_OBJECTIVES", "DEFAULT_PREDICTORS", "DEFAULT_TABLE", "FilePredictors", "OBJECTIVES", "Predictors",
+           "default_artifact", "evaluate", "parse_objectives"]

@@ -1,0 +1,130 @@
+"""``sned-search`` / ``sned search``: Pareto-optimal subnets per resolution under a latency budget.
+
+A thin wrapper: parse into a :class:`~sned.search.engine.SearchConfig`, call
+:func:`~sned.search.engine.run_search`, write the run folder and its report, print the fronts.
+
+Examples::
+
+    sned-search --budget-ms 200 --res 128
+    sned-search --budget-ms 4000 --steps 25 --res 64,128 --objectives fvd,latency,params --json
+    sned-search --budget-ms 200 --res all --method nsga2 --pop 64 --gens 100 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from sned.search.objectives import DEFAULT_OBJECTIVES, DEFAULT_PREDICTORS, DEFAULT_TABLE, OBJECTIVES
+from sned.supernet.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "examples:\n" + "\n".join(line for line in (__doc__ or "").splitlines() if "sned-search " in line)
+    parser.add_argument("--experiment", default="tiny", help="bundled experiment name or a YAML path (default: tiny)")
+    # Numbers are parsed by the config, not argparse, so bad values give one line, not usage + error.
+    parser.add_argument("--budget-ms", default=None, metavar="MS",
+                        help="latency budget of one denoising step (one UNet forward, batch 1); "
+                             "with --steps N, of N steps (default: no budget)")
+    parser.add_argument("--steps", default="1", metavar="N", help="denoising steps the budget covers (default: 1)")
+    parser.add_argument("--res", default="all", metavar="RES",
+                        help="resolution(s): 128, 64,128 or all (default: all); one front each")
+    parser.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES), metavar="LIST",
+                        help=f"comma-separated, all minimised; valid: {', '.join(OBJECTIVES)} "
+                             f"(default: {','.join(DEFAULT_OBJECTIVES)})")
+    parser.add_argument("--method", default="auto", metavar="M",
+                        help="auto (exhaustive where a resolution's space is small enough), nsga2 or exhaustive")
+    parser.add_argument("--pop", default="64", metavar="N", help="NSGA-II population size (default: 64)")
+    parser.add_argument("--gens", default="100", metavar="N",
+                        help="NSGA-II generations at most; it stops earlier when the hypervolume stalls "
+                             "for --patience generations (default: 100)")
+    parser.add_argument("--patience", default="10", metavar="N", help="hypervolume-stagnation window (default: 10)")
+    parser.add_argument("--seed", default="0", metavar="N", help="random seed; same seed, same front (default: 0)")
+    parser.add_argument("--table", default=None, metavar="PATH",
+                        help=f"latency table (default: the experiment's bundled {DEFAULT_TABLE})")
+    parser.add_argument("--predictor", default=None, metavar="PATH",
+                        help=f"accuracy predictor (default: the experiment's bundled {' or '.join(DEFAULT_PREDICTORS)})")
+    parser.add_argument("--analytic", action="store_true",
+                        help="score with the closed-form stand-in cost model (latency and FVD from analytic "
+                             "FLOPs/params) instead of a table and predictor; for demos and tests")
+    parser.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/search-<timestamp>)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+
+
+def _int_arg(value: str, flag: str, low: int) -> int:
+    text = str(value).strip()
+    if not text.lstrip("-").isdigit() or int(text) < low:
+        raise UserError(f"{flag} {value!r}: expected an integer >= {low}")
+    return int(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Everything below loads pandas (and pymoo for NSGA-II): keep it out of argument parsing.
+    from sned.search.engine import SearchConfig, run_search
+    from sned.search.output import default_out_dir, prepare_out_dir, write_run
+    from sned.search.report import write_report
+    from sned.supernet.space import load_space
+
+    config = SearchConfig(
+        experiment=args.experiment, budget_ms=args.budget_ms, resolutions=args.res,
+        steps=_int_arg(args.steps, "--steps", 1), objectives=args.objectives, method=args.method,
+        pop_size=_int_arg(args.pop, "--pop", 4), generations=_int_arg(args.gens, "--gens", 1),
+        patience=_int_arg(args.patience, "--patience", 1), seed=_int_arg(args.seed, "--seed", 0),
+        table=args.table, predictor=args.predictor)
+    out = Path(args.out) if args.out else default_out_dir()
+    created = not out.exists()
+    prepare_out_dir(out)  # fail before the search, not after it
+    try:
+        space = load_space(config.experiment)
+        predictors = None
+        if args.analytic:
+            from sned.search.objectives import AnalyticPredictors
+
+            predictors = AnalyticPredictors(space)
+        result = run_search(config, predictors, space=space)
+        write_run(result, out, command=["sned-search", *sys.argv[1:]])
+        report = write_report(out)
+    except BaseException:
+        if created:  # leave no empty run folder behind a failed search
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if args.json:
+        print(json.dumps({**result.to_json(), "out": str(out)}))
+        return 0
+    _print_fronts(result)
+    print(f"\nwrote {out}/: pareto.csv, pareto.json, settings.json, points.csv, history.csv")
+    print(f"report: {report}")
+    return 0
+
+
+def _print_fronts(result) -> None:
+    config = result.config
+    steps = config.steps
+    budget = "no budget" if config.budget_ms is None else (
+        f"budget {config.budget_ms:g} ms" + (f" for {steps} steps ({config.budget_ms / steps:g} ms per step)"
+                                             if steps > 1 else " per denoising step"))
+    print(f"{result.space_name} on {result.device}: {budget}; objectives {', '.join(config.objectives)}")
+    for res, front in result.fronts.items():
+        st = result.stats[res]
+        if st.method == "exhaustive":
+            how = f"exact front (exhaustive: all {st.space_count:,} archs)"
+        else:
+            how = (f"NSGA-II front ({st.unique:,} of {st.space_count:,} archs in {st.generations} generations, "
+                   f"stopped: {st.stopped})")
+        print(f"\n{res} px: {how}; {len(front)} subnets, fastest {st.fastest_ms:.1f} ms")
+        if not len(front):
+            print(f"  no subnet meets the budget at {res} px")
+            continue
+        run_col = steps > 1
+        print(f"  {'#':>3}  {'arch id':<10}  {'ms/step':>8}" + (f"  {'ms/run':>8}" if run_col else "")
+              + f"  {'predicted FVD':>15}  {'params M':>8}  {'GFLOPs':>7}  arch")
+        for k, r in enumerate(front.itertuples(index=False), 1):
+            print(f"  {k:>3}  {r.arch_id:<10}  {r.latency_ms:>8.1f}" + (f"  {r.latency_ms * steps:>8.0f}" if run_col
+                                                                       else "")
+                  + f"  {r.fvd_pred:>7.1f} ± {r.fvd_std:<5.1f}  {r.params / 1e6:>8.2f}  {r.gflops:>7.2f}  {r.summary}")
+    for note in result.notes:
+        print(f"note: {note}")
