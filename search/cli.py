@@ -21,14 +21,17 @@ from collections.abc import Sequence
 # name -> (module, one-line help). Keep sorted by pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "space": ("sned.supernet.space_cli", "show an experiment's search space (choices, size, cost ranges)"),
-    "latency": ("sned.predictors.latency_cli", "measure, validate and inspect per-block latency tables"),
-    "fit": ("sned.predictors.fit_cli", "fit an accuracy (FVD) predictor on a sampled-FVD table"),
-    "search": ("sned.search.search_cli", "NSGA-II search for Pareto-optimal subnets under a latency budget"),
-    "report": ("sned.search.report_cli", "rebuild a search run's report.html"),
     "data": ("sned.supernet.data", "synthesise a procedural video dataset (sned data synth ...)"),
     "train": ("sned.supernet.train", "train the supernet (superposition over widths, depths, resolutions)"),
     "sample": ("sned.supernet.sample", "generate videos from a subnet of a checkpoint (DDIM)"),
+    "latency": ("sned.predictors.latency_cli", "measure, validate and inspect per-block latency tables"),
     "fvd": ("sned.predictors.fvd_cli", "FVD and KVD between two video folders or feature files"),
+    "evaluate": ("sned.predictors.evaluate", "sampled FVD/KVD of subnets of a checkpoint, as Ray Tune trials"),
+    "fit": ("sned.predictors.fit_cli", "fit an accuracy (FVD) predictor on a sampled-FVD table"),
+    "search": ("sned.search.search_cli", "NSGA-II search for Pareto-optimal subnets under a latency budget"),
+    "report": ("sned.search.report_cli", "rebuild a search run's report.html"),
+    "export": ("sned.supernet.export", "export a front member as a standalone subnet (safetensors + config)"),
+    "pipeline": ("sned.search.pipeline", "run every stage (data, train, latency, evaluate, fit, search, report), resumable"),
 }
 
 

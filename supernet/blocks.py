@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from sned.supernet.ops import ElasticConv3d, ElasticGroupNorm, ElasticLinear, ElasticRelativePositionBias, attention
+from sned.supernet.ops import (
+    ElasticConv3d,
+    ElasticGroupNorm,
+    ElasticLinear,
+    ElasticRelativePositionBias,
+    attention,
+)
 
 Ops = Mapping[str, Callable[..., torch.Tensor]]
 
@@ -33,8 +39,8 @@ class StaticBlock(nn.Module):
         self.ops = nn.ModuleDict(dict(ops))
         self.kwargs = kwargs
 
-    def forward(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
-        return self.compute(self.ops, x, *args, **self.kwargs)
+    def forward(self, x: torch.Tensor, *args: torch.Tensor, **call_kwargs: Any) -> torch.Tensor:
+        return self.compute(self.ops, x, *args, **self.kwargs, **call_kwargs)
 
 
 class ElasticBlock(nn.Module):
@@ -50,9 +56,10 @@ class ElasticBlock(nn.Module):
     def compute(ops: Ops, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, *args: torch.Tensor, spec: Any) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args: torch.Tensor, spec: Any, **call_kwargs: Any) -> torch.Tensor:
+        """Run the block at ``spec``; ``call_kwargs`` (e.g. ``use_temporal``) go to ``compute`` as they are."""
         ops = {name: functools.partial(getattr(self, name), spec=s) for name, s in self.child_specs(spec).items()}
-        return self.compute(ops, x, *args, **self.static_kwargs(spec))
+        return self.compute(ops, x, *args, **self.static_kwargs(spec), **call_kwargs)
 
     def extract(self, spec: Any) -> StaticBlock:
         ops = {name: getattr(self, name).extract(s) for name, s in self.child_specs(spec).items()}
@@ -64,6 +71,8 @@ class ResBlock(ElasticBlock):
 
     Spec: ``(input segment widths, output width)``. ``use_projection`` adds a 1x1x1 skip conv
     (the first block of every stage, whose input width differs or is a skip concatenation).
+    ``compute(..., use_temporal=False)`` skips the temporal conv, so every frame is an independent
+    image (the image pre-training stage).
     """
 
     def __init__(self, in_segments: tuple[int, ...], out_channels: int, time_embed_dim: int, use_projection: bool):
@@ -88,19 +97,21 @@ class ResBlock(ElasticBlock):
         return specs
 
     @staticmethod
-    def compute(ops: Ops, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    def compute(ops: Ops, x: torch.Tensor, temb: torch.Tensor, use_temporal: bool = True) -> torch.Tensor:
         h = ops["conv1"](F.silu(ops["norm1"](x)))
         scale, shift = ops["emb"](F.silu(temb))[:, :, None, None, None].chunk(2, dim=1)
         h = ops["norm2"](h) * (1 + scale) + shift
         h = ops["conv2"](F.silu(h))
-        h = h + ops["temporal_conv"](F.silu(ops["temporal_norm"](h)))  # factorised: time after space
+        if use_temporal:
+            h = h + ops["temporal_conv"](F.silu(ops["temporal_norm"](h)))  # factorised: time after space
         return (ops["skip"](x) if "skip" in ops else x) + h
 
 
 class AttentionBlock(ElasticBlock):
     """Spatial attention (over h*w per frame) then temporal attention (over frames, relative position bias).
 
-    Spec: the active width; heads = width / head_dim.
+    Spec: the active width; heads = width / head_dim. ``compute(..., use_temporal=False)`` skips the
+    temporal attention (image pre-training).
     """
 
     def __init__(self, channels: int, head_dim: int, frames: int):
@@ -124,11 +135,13 @@ class AttentionBlock(ElasticBlock):
         return {"heads": c // self.head_dim}
 
     @staticmethod
-    def compute(ops: Ops, x: torch.Tensor, heads: int) -> torch.Tensor:
+    def compute(ops: Ops, x: torch.Tensor, heads: int, use_temporal: bool = True) -> torch.Tensor:
         b, _, f, h, w = x.shape
         tokens = rearrange(ops["spatial_norm"](x), "b c f h w -> (b f) (h w) c")
         y = attention(tokens, ops["spatial_qkv"], ops["spatial_out"], heads)
         x = x + rearrange(y, "(b f) (h w) c -> b c f h w", b=b, h=h)
+        if not use_temporal:
+            return x
         tokens = rearrange(ops["temporal_norm"](x), "b c f h w -> (b h w) f c")
         y = attention(tokens, ops["temporal_qkv"], ops["temporal_out"], heads, ops["temporal_bias"]())
         return x + rearrange(y, "(b h w) f c -> b c f h w", b=b, h=h, w=w)

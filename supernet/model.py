@@ -30,10 +30,12 @@ def _key(slot_name: str) -> str:
 
 
 def unet_forward(block: Callable[[str], Callable | None], x: torch.Tensor, temb: torch.Tensor,
-                 max_depths: tuple[int, ...]) -> torch.Tensor:
+                 max_depths: tuple[int, ...], use_temporal: bool = True) -> torch.Tensor:
     """The UNet's data flow, shared by the supernet and extracted subnets.
 
     ``block(name)`` returns the callable for an active block, or None for a skipped one.
+    ``use_temporal=False`` bypasses every temporal conv and temporal attention, so the frames are
+    denoised as independent images (the image pre-training stage).
     """
     n_stages = len(max_depths)
 
@@ -42,10 +44,10 @@ def unet_forward(block: Callable[[str], Callable | None], x: torch.Tensor, temb:
             res = block(f"{prefix}{s}.block{b}.res")
             if res is None:  # elastic depth keeps the first d blocks
                 break
-            h = res(h, temb)
+            h = res(h, temb, use_temporal=use_temporal)
             attn = block(f"{prefix}{s}.block{b}.attn")
             if attn is not None:
-                h = attn(h)
+                h = attn(h, use_temporal=use_temporal)
         return h
 
     h = block("stem")(x)
@@ -55,9 +57,9 @@ def unet_forward(block: Callable[[str], Callable | None], x: torch.Tensor, temb:
         skips.append(h)
         if s < n_stages - 1:
             h = block(f"down{s}.downsample")(h)
-    h = block("mid.res0")(h, temb)
-    h = block("mid.attn")(h)
-    h = block("mid.res1")(h, temb)
+    h = block("mid.res0")(h, temb, use_temporal=use_temporal)
+    h = block("mid.attn")(h, use_temporal=use_temporal)
+    h = block("mid.res1")(h, temb, use_temporal=use_temporal)
     for s in reversed(range(n_stages)):
         if s < n_stages - 1:
             h = block(f"up{s}.upsample")(h)
@@ -138,8 +140,11 @@ class Supernet(nn.Module):
 
     # ------------------------------------------------------------------ forward, extract, bind
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, arch: Arch) -> torch.Tensor:
-        """Predict the diffusion target for ``x`` ``(b, c, f, h, w)`` at timesteps ``t`` ``(b,)`` with ``arch``."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, arch: Arch, use_temporal: bool = True) -> torch.Tensor:
+        """Predict the diffusion target for ``x`` ``(b, c, f, h, w)`` at timesteps ``t`` ``(b,)`` with ``arch``.
+
+        ``use_temporal=False`` skips the temporal layers (frames become independent images).
+        """
         self.check_input(x, arch)
         plan = self.plan(arch)
 
@@ -147,7 +152,7 @@ class Supernet(nn.Module):
             spec = plan.get(name)
             return None if spec is None else functools.partial(self.blocks[_key(name)], spec=spec)
 
-        return unet_forward(block, x, self.time_embed(t), self.max_depths)
+        return unet_forward(block, x, self.time_embed(t), self.max_depths, use_temporal)
 
     def extract(self, arch: Arch) -> SubnetUNet:
         """A plain static module with copies of ``arch``'s weights; ``extract(arch)(x, t) == net(x, t, arch)``."""
@@ -173,12 +178,12 @@ class SubnetUNet(nn.Module):
         self.time_embed = time_embed
         self.blocks = nn.ModuleDict(dict(blocks))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, use_temporal: bool = True) -> torch.Tensor:
         def block(name: str) -> nn.Module | None:
             key = _key(name)
             return self.blocks[key] if key in self.blocks else None
 
-        return unet_forward(block, x, self.time_embed(t), self.max_depths)
+        return unet_forward(block, x, self.time_embed(t), self.max_depths, use_temporal)
 
 
 class BoundSubnet(nn.Module):
@@ -189,5 +194,5 @@ class BoundSubnet(nn.Module):
         self.supernet = supernet
         self.arch = arch
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.supernet(x, t, self.arch)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, use_temporal: bool = True) -> torch.Tensor:
+        return self.supernet(x, t, self.arch, use_temporal)

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from sned.supernet.ops.slicing import gather_segments
+from torch import nn
 
 LinearSpec = tuple[int, tuple[int, ...]]  # (active input features, active output segments)
 

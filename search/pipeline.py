@@ -1,0 +1,326 @@
+"""``sned pipeline EXPERIMENT``: every stage from videos to Pareto fronts, resumable, with provenance.
+
+Stages (in order; ``--stages`` picks a subset):
+
+=========  ==========================================  =====================================
+stage      what it does                                output under ``--out``
+=========  ==========================================  =====================================
+data       synthesise the procedural video dataset     ``data/`` (.mp4 in class folders)
+train      superposition-train the supernet            ``train/`` (checkpoints, metrics.csv)
+latency    measure the per-block table, validate it    ``latency-<device>.parquet``, parity
+evaluate   sampled FVD/KVD of stratified subnets (Ray) ``fvd.parquet``
+fit        fit and cross-validate the FVD predictor    ``predictor.npz``
+search     the fronts at every resolution              ``search/`` (pareto.csv/json)
+report     the self-contained HTML report              ``search/report.html``
+=========  ==========================================  =====================================
+
+A stage whose output is complete is skipped (its ``stages/<stage>.json`` marker records what it
+made, the command, the commit, the device, the date and the seeds); a partial one resumes (the
+data generator skips written files, training and latency measurement continue from their files,
+evaluation skips finished trials). So a killed pipeline simply runs again. ``--bundle`` then copies
+the small artifacts into the experiment's folder (``experiments/<name>/``) with a provenance file.
+
+Settings come from the experiment YAML's ``pipeline:`` section (strict: unknown keys are errors).
+This module stays importable without torch; each stage imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sned.supernet.errors import UserError
+from sned.supernet.space import SearchSpace, load_experiment, load_space
+
+STAGES = ("data", "train", "latency", "evaluate", "fit", "search", "report")
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The ``pipeline:`` section of an experiment YAML (every field optional).
+
+    Args:
+        seed: the one seed of the run (data, training, evaluation and search derive from it).
+        data_videos, data_frames, data_size: the synthetic dataset (videos, frames per video, pixels).
+        train_steps: training steps (None: the ``train:`` section's).
+        latency_threads: CPU threads to measure with.
+        latency_clock: ``cpu`` (process CPU time, 1 thread: robust on a shared machine) or ``wall``.
+        latency_statistic: what the table sums: ``min`` (most repeatable under load) or ``median``.
+        latency_repeats: timed repeats per block.
+        latency_validate: random subnets measured end to end to validate the table.
+        eval_subnets: subnets per resolution in the sampled-FVD table.
+        eval_videos: generated (and real) videos per trial.
+        eval_steps: DDIM steps per video.
+        eval_noise_floor: subnets per resolution evaluated twice, for the noise-floor tau.
+        eval_cpus_per_trial: Ray resources per trial (1 on a 2-core machine: two trials at a time).
+        search_budget_ms: the latency budget of the bundled search.
+    """
+
+    seed: int = 0
+    data_videos: int = 240
+    data_frames: int = 16
+    data_size: int = 128
+    train_steps: int | None = None
+    latency_threads: int = 1
+    latency_clock: str = "cpu"
+    latency_statistic: str = "min"
+    latency_repeats: int = 25
+    latency_validate: int = 30
+    eval_subnets: int = 10
+    eval_videos: int = 12
+    eval_steps: int = 10
+    eval_noise_floor: int = 3
+    eval_cpus_per_trial: float = 1.0
+    search_budget_ms: float = 200.0
+
+    @classmethod
+    def from_experiment(cls, data: Mapping[str, Any]) -> PipelineConfig:
+        section = data.get("pipeline") or {}
+        if not isinstance(section, Mapping):
+            raise UserError(f"pipeline: expected a mapping, got {type(section).__name__}")
+        valid = {f.name: f for f in fields(cls)}
+        for key, value in section.items():
+            if key not in valid:
+                raise UserError(f"pipeline: unknown key {key!r}; valid keys: {sorted(valid)}")
+            default = getattr(cls, key)
+            expected = type(default) if default is not None else int
+            if isinstance(value, bool) or not isinstance(value, (int, float) if expected is float else expected):
+                raise UserError(f"pipeline.{key} = {value!r}: expected {expected.__name__}")
+        return cls(**section)
+
+
+@dataclass
+class Context:
+    """What every stage sees: the experiment, the output folder and the settings."""
+
+    experiment: str  # YAML path
+    space: SearchSpace
+    cfg: PipelineConfig
+    out: Path
+    progress: bool = True
+    device: str = "cpu"
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.paths = {
+            "data": self.out / "data",
+            "train": self.out / "train",
+            "latency": self.out / f"latency-{self.device.split(':')[0]}.parquet",
+            "parity": self.out / "latency-parity.html",
+            "evaluate": self.out / "fvd.parquet",
+            "fit": self.out / "predictor.npz",
+            "search": self.out / "search",
+        }
+
+
+def git_commit() -> str:
+    """The commit of the sned checkout (``unknown`` outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(ctx: Context, stage: str, seconds: float, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"stage": stage, "experiment": ctx.space.name, "space_hash": ctx.space.hash,
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "commit": git_commit(),
+            "device": ctx.device, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": ctx.cfg.seed,
+            "seconds": round(seconds, 1), "settings": asdict(ctx.cfg), **(extra or {})}
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def stage_data(ctx: Context) -> dict[str, Any]:
+    from sned.supernet.data import synthesize
+
+    cfg = ctx.cfg
+    paths = synthesize(ctx.paths["data"], cfg.data_videos, cfg.data_frames, cfg.data_size, cfg.seed,
+                       progress=ctx.progress)
+    return {"videos": len(paths)}
+
+
+def stage_train(ctx: Context) -> dict[str, Any]:
+    from sned.supernet.checkpoint import list_checkpoints
+    from sned.supernet.train import TrainSettings, train
+
+    run = ctx.paths["train"]
+    resume = bool(run.exists() and list_checkpoints(run))
+    result = train(TrainSettings(experiment=ctx.experiment, data=str(ctx.paths["data"]), out=str(run),
+                                 steps=ctx.cfg.train_steps, seed=ctx.cfg.seed, resume=resume,
+                                 progress=ctx.progress))
+    losses = result.losses
+    return {"end_step": result.end_step, "checkpoint": str(result.checkpoint),
+            "last_loss_mean": float(sum(losses[-50:]) / max(1, len(losses[-50:]))) if losses else None}
+
+
+def stage_latency(ctx: Context) -> dict[str, Any]:
+    from sned.predictors.latency import LatencyTable
+    from sned.predictors.latency_measure import (MeasureSettings, measure_table, parity_html, store_validation,
+                                                 validate_table)
+
+    cfg = ctx.cfg
+    settings = MeasureSettings(device=ctx.device, threads=cfg.latency_threads, repeats=cfg.latency_repeats,
+                               seed=cfg.seed, clock=cfg.latency_clock if ctx.device == "cpu" else "wall",
+                               statistic=cfg.latency_statistic)
+    measure_table(ctx.space, ctx.paths["latency"], settings, experiment=ctx.experiment, progress=ctx.progress)
+    table = LatencyTable.load(ctx.paths["latency"], ctx.space)
+    result = validate_table(ctx.space, table, n=ctx.cfg.latency_validate, seed=ctx.cfg.seed, device=ctx.device,
+                            threads=ctx.cfg.latency_threads, progress=ctx.progress)
+    store_validation(table, result, command=" ".join(sys.argv))
+    parity_html(result, ctx.paths["parity"], title=f"{ctx.space.name}: predicted vs measured latency")
+    return {"validation": LatencyTable.load(ctx.paths["latency"], ctx.space).meta.get("validation")}
+
+
+def stage_evaluate(ctx: Context) -> dict[str, Any]:
+    from sned.predictors.evaluate import EvaluateConfig, evaluate
+
+    cfg = ctx.cfg
+    result = evaluate(EvaluateConfig(
+        experiment=ctx.experiment, checkpoint=str(ctx.paths["train"]), data=str(ctx.paths["data"]),
+        out=str(ctx.paths["evaluate"]), n_subnets=cfg.eval_subnets, videos=cfg.eval_videos, steps=cfg.eval_steps,
+        seed=cfg.seed, cpus_per_trial=cfg.eval_cpus_per_trial, noise_floor=cfg.eval_noise_floor,
+        resume=ctx.paths["evaluate"].exists(), progress=ctx.progress))
+    return {"new_rows": len(result.rows), "skipped": result.skipped, "failed": result.failed,
+            "noise_floor_tau": result.noise_floor_tau, "wall_seconds": result.wall_seconds}
+
+
+def stage_fit(ctx: Context) -> dict[str, Any]:
+    from sned.predictors.accuracy import AccuracyPredictor, read_fvd_table
+
+    table, meta = read_fvd_table(ctx.paths["evaluate"], ctx.space)
+    predictor = AccuracyPredictor.fit(ctx.space, table, seed=ctx.cfg.seed, table_meta=meta,
+                                      command=" ".join(sys.argv), progress=ctx.progress)
+    predictor.save(ctx.paths["fit"])
+    return {"model": predictor.kind, "metrics": predictor.metrics}
+
+
+def stage_search(ctx: Context) -> dict[str, Any]:
+    from sned.search.engine import SearchConfig, run_search
+    from sned.search.output import write_run
+
+    config = SearchConfig(experiment=ctx.experiment, budget_ms=ctx.cfg.search_budget_ms, resolutions=None,
+                          seed=ctx.cfg.seed, table=str(ctx.paths["latency"]), predictor=str(ctx.paths["fit"]))
+    result = run_search(config, space=ctx.space)
+    if ctx.paths["search"].exists():
+        shutil.rmtree(ctx.paths["search"])
+    write_run(result, ctx.paths["search"], command=sys.argv)
+    return {"fronts": {str(res): len(front) for res, front in result.fronts.items()}}
+
+
+def stage_report(ctx: Context) -> dict[str, Any]:
+    from sned.search.report import write_report
+
+    return {"report": str(write_report(ctx.paths["search"]))}
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "data": stage_data, "train": stage_train, "latency": stage_latency, "evaluate": stage_evaluate,
+    "fit": stage_fit, "search": stage_search, "report": stage_report,
+}
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def marker(out: Path, stage: str) -> Path:
+    return out / "stages" / f"{stage}.json"
+
+
+def run_pipeline(experiment: str, out: str | Path, stages: Sequence[str] = STAGES, *, device: str = "cpu",
+                 force: Sequence[str] = (), progress: bool = True, log: Callable[[str], None] = print
+                 ) -> dict[str, dict[str, Any]]:
+    """Run (or continue) the pipeline; returns each stage's provenance record."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise UserError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
+    data, path = load_experiment(experiment)
+    space = load_space(path)
+    ctx = Context(str(path), space, PipelineConfig.from_experiment(data), Path(out), progress, device)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict[str, Any]] = {}
+    ordered = [s for s in STAGES if s in stages]
+    for i, stage in enumerate(ordered, 1):
+        done = marker(ctx.out, stage)
+        if done.exists() and stage not in force:
+            records[stage] = json.loads(done.read_text())
+            log(f"[{i}/{len(ordered)}] {stage}: done earlier ({records[stage]['date']}), skipped")
+            continue
+        log(f"[{i}/{len(ordered)}] {stage} ...")
+        start = time.perf_counter()
+        extra = STAGE_FUNCTIONS[stage](ctx)
+        record = provenance(ctx, stage, time.perf_counter() - start, {"result": extra})
+        done.parent.mkdir(exist_ok=True)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2, default=str))
+        os.replace(tmp, done)
+        records[stage] = record
+        log(f"[{i}/{len(ordered)}] {stage}: done in {record['seconds']:.0f} s")
+    return records
+
+
+BUNDLED = {"latency": "latency-{device}.parquet", "evaluate": "fvd.parquet", "fit": "predictor.npz"}
+
+
+def bundle(experiment: str, out: str | Path, device: str = "cpu") -> Path:
+    """Copy the pipeline's small artifacts next to the experiment YAML, with ``provenance.json``."""
+    _, path = load_experiment(experiment)
+    out = Path(out)
+    target = path.parent / path.stem
+    target.mkdir(exist_ok=True)
+    records = {}
+    for stage, name in BUNDLED.items():
+        name = name.format(device=device.split(":")[0])
+        if not (out / name).exists() or not marker(out, stage).exists():
+            raise UserError(f"cannot bundle: {out / name} is missing or its stage is unfinished; run the pipeline first")
+        shutil.copy2(out / name, target / name)
+        records[name] = json.loads(marker(out, stage).read_text())
+    for stage in ("data", "train"):
+        if marker(out, stage).exists():
+            records[stage] = json.loads(marker(out, stage).read_text())
+    (target / "provenance.json").write_text(json.dumps(records, indent=2, default=str) + "\n")
+    return target
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment", help="bundled experiment name (tiny) or a YAML path")
+    parser.add_argument("--out", default=None, help="output folder (default: runs/pipeline-<experiment>)")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--force", default="", help="stages to redo even if done (comma-separated)")
+    parser.add_argument("--device", default="cpu", help="device for training, latency and evaluation")
+    parser.add_argument("--bundle", action="store_true",
+                        help="afterwards, copy the latency table, FVD table and predictor into experiments/<name>/")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    force = [s.strip() for s in args.force.split(",") if s.strip()]
+    name = Path(args.experiment).stem
+    out = Path(args.out or f"runs/pipeline-{name}")
+    start = time.perf_counter()
+    run_pipeline(args.experiment, out, stages, device=args.device, force=force, progress=not args.quiet)
+    print(f"pipeline {name}: {', '.join(stages)} finished in {(time.perf_counter() - start) / 60:.1f} min; "
+          f"outputs in {out}")
+    if args.bundle:
+        print(f"bundled artifacts into {bundle(args.experiment, out, args.device)}")
+    return 0

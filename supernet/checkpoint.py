@@ -1,0 +1,298 @@
+"""Supernet checkpoints: safetensors tensors plus a JSON state, written atomically, loaded with validation.
+
+A run folder holds ``checkpoints/step-00000200/`` folders, each with:
+
+* ``weights.safetensors``: the model (``model.<name>``) and its EMA (``ema.<name>``);
+* ``optimizer.safetensors``: the optimizer's per-parameter tensors (``state.<index>.<key>``);
+* ``state.json``: the step, the optimizer's param groups, the RNG states (torch, numpy, python, as
+  lists), the space (dict and hash), the experiment name, the arch-sampler state, the data position,
+  the training config, and the sha256 of both tensor files.
+
+No pickle anywhere. A checkpoint is written into a hidden temporary folder and renamed into place
+(one atomic ``os.replace``), so a killed run leaves either the whole checkpoint or none of it.
+:func:`load_supernet` is the entry point for other rooms (sampling, sampled-FVD trials)::
+
+    net, info = load_supernet("runs/tiny")          # newest checkpoint, EMA weights
+    info["sha256"], info["step"], info["experiment"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sned.supernet.errors import UserError
+from sned.supernet.space import SearchSpace, SpaceError, parse_space_spec
+
+FORMAT = "sned-supernet-checkpoint"
+VERSION = 1
+CHECKPOINTS = "checkpoints"
+WEIGHTS, OPTIMIZER, STATE = "weights.safetensors", "optimizer.safetensors", "state.json"
+_STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- RNG states
+
+
+def rng_states() -> dict[str, Any]:
+    """The global torch, numpy and python RNG states as JSON-able lists (CUDA too where present)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state().tolist(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return states
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned."""
+    torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in states["cuda"]])
+
+
+# ----------------------------------------------------------------------------- optimizer <-> tensors + JSON
+
+
+def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            value = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"state.{index}.{key}"] = value.detach().cpu().contiguous()
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, groups
+
+
+def _optimizer_join(tensors: Mapping[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in groups]
+    return {"state": state, "param_groups": groups}
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _tensors(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, ema: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, state: Mapping[str, Any], keep: int = 2) -> Path:
+    """Write ``run_dir/checkpoints/step-<step>/`` atomically; keep the newest ``keep`` checkpoints.
+
+    Args:
+        run_dir: the run folder.
+        step: optimiser steps completed.
+        model: the supernet being trained (unwrapped).
+        ema: its exponential moving average (same keys).
+        optimizer: the optimizer.
+        state: JSON-able extras: ``experiment``, ``space`` (dict), ``space_hash``, ``config``,
+            ``sampler``, ``data``, ``seed``, ... (RNG states are added here).
+        keep: number of newest checkpoints to keep (0 keeps all).
+
+    Returns:
+        The checkpoint folder.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{int(step):08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        save_file(_tensors(model, "model") | _tensors(ema, "ema"), str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        opt_tensors, groups = _optimizer_split(optimizer)
+        save_file(opt_tensors, str(tmp / OPTIMIZER), metadata={"format": FORMAT})
+        payload = {"format": FORMAT, "version": VERSION, "step": int(step), **dict(state),
+                   "optimizer": {"param_groups": groups}, "rng": rng_states(),
+                   "files": {WEIGHTS: sha256_file(tmp / WEIGHTS), OPTIMIZER: sha256_file(tmp / OPTIMIZER)},
+                   "torch_version": torch.__version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        _write_json(tmp / STATE, payload)
+        if final.exists():  # the same step written again (a resumed run re-reaching it): replace it whole
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if keep > 0:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# ----------------------------------------------------------------------------- find and load
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first (temporary folders are ignored)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / STATE).is_file())
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder from a run folder (its newest), a checkpoint folder, or one of its files.
+
+    Raises:
+        UserError: nothing checkpoint-like there.
+    """
+    path = Path(path)
+    if path.is_file() and path.name in (WEIGHTS, OPTIMIZER, STATE):
+        path = path.parent
+    if not path.exists():
+        raise UserError(f"checkpoint not found: {path}")
+    if (path / STATE).is_file() or (path / WEIGHTS).is_file():
+        return path
+    found = list_checkpoints(path)
+    if not found:
+        raise UserError(f"no checkpoint in {path} (expected {CHECKPOINTS}/step-XXXXXXXX/{STATE})")
+    return found[-1]
+
+
+def read_state(ckpt: str | Path, verify: bool = True) -> dict[str, Any]:
+    """The validated ``state.json`` of a checkpoint folder; ``verify`` checks the tensor files' sha256.
+
+    Raises:
+        UserError: missing or corrupt files (one line naming the file and the problem).
+    """
+    ckpt = Path(ckpt)
+    state_path = ckpt / STATE
+    try:
+        state = json.loads(state_path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"corrupt checkpoint {ckpt}: {STATE} is missing") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"corrupt checkpoint {ckpt}: {STATE} is not valid JSON ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"corrupt checkpoint {ckpt}: {STATE} is not a {FORMAT} state")
+    if state.get("version") != VERSION:
+        raise UserError(f"checkpoint {ckpt} has format version {state.get('version')}; this sned reads {VERSION}")
+    missing = [k for k in ("step", "experiment", "space", "space_hash", "files") if k not in state]
+    if missing:
+        raise UserError(f"corrupt checkpoint {ckpt}: {STATE} lacks {', '.join(missing)}")
+    for name, expected in state["files"].items():
+        file = ckpt / name
+        if not file.is_file():
+            raise UserError(f"corrupt checkpoint {ckpt}: {name} is missing")
+        if verify and sha256_file(file) != expected:
+            raise UserError(f"corrupt checkpoint {ckpt}: {name} does not match its recorded sha256")
+    return state
+
+
+def space_from_state(state: Mapping[str, Any], source: str) -> SearchSpace:
+    """Rebuild the checkpoint's search space from its saved dict and check its hash."""
+    try:
+        spec_dict = dict(state["space"])
+        space = SearchSpace(parse_space_spec(spec_dict, str(spec_dict.get("name", "space"))), source=source)
+    except (SpaceError, TypeError, KeyError) as exc:
+        raise UserError(f"corrupt checkpoint {source}: its space does not parse ({exc})") from None
+    if space.hash != state["space_hash"]:
+        raise UserError(f"corrupt checkpoint {source}: space hash {space.hash} != recorded {state['space_hash']}")
+    return space
+
+
+def load_tensors(ckpt: str | Path, name: str = WEIGHTS) -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file of a checkpoint (CPU)."""
+    try:
+        return load_file(str(Path(ckpt) / name), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"corrupt checkpoint {ckpt}: {name} does not load ({exc})") from None
+
+
+def split_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], where: str) -> None:
+    """``module.load_state_dict(tensors)`` with a one-line UserError on mismatched keys or shapes."""
+    try:
+        module.load_state_dict(dict(tensors), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise UserError(f"checkpoint {where} does not fit the supernet: {' '.join(first[:2])[:300]}") from None
+
+
+def optimizer_state(ckpt: str | Path, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer ``state_dict`` stored in a checkpoint."""
+    return _optimizer_join(load_tensors(ckpt, OPTIMIZER), state["optimizer"]["param_groups"])
+
+
+def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: str | torch.device = "cpu"
+                  ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a trained supernet from a checkpoint (or a run folder's newest one).
+
+    Args:
+        ckpt_path_or_run_dir: a run folder, a ``step-XXXXXXXX`` folder, or one of its files.
+        ema: load the EMA weights (what sampling should use) instead of the raw ones.
+        device: where to put the network.
+
+    Returns:
+        ``(net, info)``: the :class:`~sned.supernet.model.Supernet` in eval mode, and a dict with
+        ``path``, ``step``, ``experiment``, ``space_hash``, ``sha256`` (of ``weights.safetensors``:
+        the checkpoint's identity in sampled-FVD tables), ``ema``, ``config`` (training),
+        ``sample_config`` (the experiment's ``sample:`` defaults), ``sampler`` and ``seed``.
+
+    Raises:
+        UserError: missing, corrupt or mismatched checkpoint (one line).
+    """
+    from sned.supernet.model import Supernet
+
+    ckpt = resolve_checkpoint(ckpt_path_or_run_dir)
+    state = read_state(ckpt)
+    space = space_from_state(state, str(ckpt))
+    net = Supernet(space)
+    load_into(net, split_prefix(load_tensors(ckpt), "ema" if ema else "model"), str(ckpt))
+    net = net.to(device).eval()
+    info = {"path": str(ckpt), "step": int(state["step"]), "experiment": state["experiment"],
+            "space_hash": state["space_hash"], "sha256": state["files"][WEIGHTS], "ema": bool(ema),
+            "config": state.get("config", {}), "sample_config": state.get("sample_config", {}), "sampler": state.get("sampler", {}), "seed": state.get("seed")}
+    return net, info
+
+
+__all__ = ["CHECKPOINTS", "FORMAT", "OPTIMIZER", "STATE", "WEIGHTS", "list_checkpoints", "load_into",
+           "load_supernet", "load_tensors", "optimizer_state", "read_state", "resolve_checkpoint", "rng_states",
+           "save_checkpoint", "set_rng_states", "sha256_file", "space_from_state", "split_prefix"]

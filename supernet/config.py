@@ -1,0 +1,191 @@
+"""Typed, strict training and sampling settings from an experiment YAML's ``train:`` / ``sample:`` sections.
+
+Torch-free. Each section maps onto a frozen dataclass; every key is optional (the dataclass
+defaults are the CPU-sized ``tiny`` settings), an unknown key or a value of the wrong type is a
+:class:`~sned.supernet.errors.UserError` naming the key, the value and the valid keys or choices.
+
+Example (``experiments/tiny.yaml``)::
+
+    train:
+      steps: 1000
+      base_batch: 2
+      sampler: dynamic
+      sampling_warmup_steps: 300
+    sample:
+      steps: 25
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from sned.supernet.errors import UserError
+
+SamplerKind = Literal["uniform", "dynamic"]
+CostKind = Literal["params", "flops"]
+DType = Literal["auto", "fp32", "bf16"]
+LRSchedule = Literal["constant", "cosine"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train:`` section: optimisation, superposition batch sizes and arch sampling.
+
+    The batch of a step at resolution ``res`` is ``min(max_batch, base_batch * (max_res / res)**2)``
+    (rounded up to a multiple of the number of ranks), so every step carries a similar number of
+    pixels whatever the resolution.
+    """
+
+    steps: int = 1000  # total optimiser steps (image stage included)
+    image_steps: int = 0  # first steps on single frames with the temporal layers bypassed
+    base_batch: int = 2  # clips per step at the largest resolution
+    max_batch: int = 32  # cap of the scaled batch at small resolutions
+    lr: float = 2e-4
+    lr_warmup_steps: int = 50  # linear learning-rate warm-up from 0
+    lr_schedule: LRSchedule = "constant"  # after warm-up; "cosine" decays to lr_min
+    lr_min: float = 0.0
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0  # global gradient-norm clip (0 disables)
+    ema_decay: float = 0.999
+    ema_start: int = 0  # steps before the EMA starts tracking (it copies the weights until then)
+    prediction: Literal["v", "eps"] = "v"
+    sampler: SamplerKind = "dynamic"  # "uniform": every gene uniform; "dynamic": cost buckets
+    cost: CostKind = "flops"  # what the dynamic sampler buckets by
+    buckets: int = 8  # cost buckets (quantiles) per resolution
+    pool: int = 20000  # candidate archs per resolution when the space is too big to enumerate
+    sampling_warmup_steps: int = 300  # widen sampling from the largest subnets to the whole space
+    sandwich: bool = False  # largest + smallest + sampled arch per step, gradients accumulated
+    frame_stride: int = 1  # take every n-th frame of a video
+    data_workers: int = 0  # DataLoader processes per rank
+    dtype: DType = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU
+    checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept in the run folder
+    log_every: int = 1  # steps between TensorBoard points (the CSV has every step)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """The ``sample:`` section: DDIM defaults for ``sned sample`` and the sampled-FVD trials."""
+
+    steps: int = 25  # DDIM steps (network evaluations per video)
+    eta: float = 0.0  # DDIM stochasticity
+    n: int = 8  # videos per subnet
+    batch_size: int = 8  # videos per forward
+    fps: int = 8  # frame rate of the written videos
+    use_ema: bool = True  # sample with the EMA weights
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) is tuple:
+        return f"a list of {len(get_args(tp))} numbers"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp``, or a UserError naming ``where``, the value and the expected type."""
+    origin = get_origin(tp)
+    ok: Any = None
+    if origin is Literal:
+        if value in get_args(tp) and isinstance(value, str):
+            return value
+        raise UserError(f"{where} = {value!r}: expected one of {list(get_args(tp))}")
+    if origin is tuple:
+        items = get_args(tp)
+        if isinstance(value, (list, tuple)) and len(value) == len(items):
+            return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items, strict=True)))
+    elif tp is bool:
+        ok = value if isinstance(value, bool) else None
+    elif tp is int:
+        ok = value if isinstance(value, int) and not isinstance(value, bool) else None
+    elif tp is float:
+        ok = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    elif tp is str:
+        ok = value if isinstance(value, str) else None
+    else:  # pragma: no cover - only the types above appear in the dataclasses
+        raise AssertionError(tp)
+    if ok is None:
+        raise UserError(f"{where} = {value!r}: expected {_type_name(tp)}")
+    return ok
+
+
+_NON_NEGATIVE = {"image_steps", "lr_warmup_steps", "ema_start", "sampling_warmup_steps", "data_workers", "lr_min",
+                 "weight_decay", "grad_clip", "eta", "keep_checkpoints"}
+
+
+def _from_section(cls: type, section: Any, where: str) -> Any:
+    if section is None:
+        return cls()
+    if not isinstance(section, Mapping):
+        raise UserError(f"{where}: expected a mapping of settings, got {type(section).__name__}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in section.items():
+        if key not in valid:
+            raise UserError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+        value = _coerce(value, hints[key], f"{where}.{key}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            low = 0 if key in _NON_NEGATIVE else None
+            if low is None and value <= 0:
+                raise UserError(f"{where}.{key} = {value!r}: expected a positive number")
+            if low is not None and value < low:
+                raise UserError(f"{where}.{key} = {value!r}: expected a number >= 0")
+        kwargs[key] = value
+    cfg = cls(**kwargs)
+    _check(cfg, where)
+    return cfg
+
+
+def _check(cfg: Any, where: str) -> None:
+    if isinstance(cfg, TrainConfig):
+        if cfg.image_steps > cfg.steps:
+            raise UserError(f"{where}.image_steps = {cfg.image_steps} exceeds steps = {cfg.steps}")
+        if cfg.max_batch < cfg.base_batch:
+            raise UserError(f"{where}.max_batch = {cfg.max_batch} is below base_batch = {cfg.base_batch}")
+        if not 0 <= cfg.ema_decay < 1:
+            raise UserError(f"{where}.ema_decay = {cfg.ema_decay}: expected 0 <= ema_decay < 1")
+        if not all(0 <= b < 1 for b in cfg.adam_betas):
+            raise UserError(f"{where}.adam_betas = {list(cfg.adam_betas)}: expected two numbers in [0, 1)")
+
+
+def train_config_from_dict(section: Mapping | None, where: str = "train") -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping (e.g. a checkpoint's saved config)."""
+    if isinstance(section, Mapping) and "adam_betas" in section:
+        section = dict(section) | {"adam_betas": list(section["adam_betas"])}
+    return _from_section(TrainConfig, section, where)
+
+
+def sample_config_from_dict(section: Mapping | None, where: str = "sample") -> SampleConfig:
+    return _from_section(SampleConfig, section, where)
+
+
+def load_train_config(experiment: str | Path) -> TrainConfig:
+    """The ``train:`` section of an experiment (bundled name or YAML path); defaults where absent."""
+    from sned.supernet.space import load_experiment
+
+    data, path = load_experiment(experiment)
+    return train_config_from_dict(data.get("train"), f"{path.name}: train")
+
+
+def load_sample_config(experiment: str | Path) -> SampleConfig:
+    """The ``sample:`` section of an experiment; defaults where absent."""
+    from sned.supernet.space import load_experiment
+
+    data, path = load_experiment(experiment)
+    return sample_config_from_dict(data.get("sample"), f"{path.name}: sample")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-able dict of a config dataclass (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+__all__ = ["CostKind", "DType", "SampleConfig", "SamplerKind", "TrainConfig", "config_to_dict",
+           "load_sample_config", "load_train_config", "sample_config_from_dict", "train_config_from_dict"]

@@ -1,0 +1,169 @@
+"""``sned sample``: DDIM videos from any subnet of a trained supernet, at any resolution of its space.
+
+    sned sample CKPT (--arch JSON | --largest | --smallest) --res R --n N --steps S --out DIR [--eta 0] [--seed K]
+
+``CKPT`` is a run folder (its newest checkpoint) or a checkpoint folder. Writes ``sample-000.mp4``
+and ``sample-000.gif`` per video and ``samples.json`` (arch, checkpoint sha256, seed, steps, eta).
+
+:func:`generate` is the Python entry point (the sampled-FVD trials call it). It uses **common random
+numbers**: video ``i`` draws all its noise from a generator seeded by ``(seed, i)``, so every
+subnet given the same seed starts from the same noise and sees the same sampler noise, whatever
+the batch size, which removes most of the sampling noise from FVD differences between subnets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sned.supernet.errors import UserError
+from sned.supernet.space import Arch, arch_id, arch_summary
+
+
+def video_generators(seed: int, n: int) -> list[torch.Generator]:
+    """One CPU generator per video, seeded by ``(seed, i)``: the common random numbers."""
+    states = np.random.SeedSequence(int(seed)).spawn(n)
+    return [torch.Generator().manual_seed(int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))) for s in states]
+
+
+@torch.no_grad()
+def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, eta: float = 0.0,
+             batch_size: int = 8, device: str | torch.device = "cpu", prediction: str = "v",
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Generate ``n`` videos with DDIM from subnet ``arch`` of a supernet.
+
+    Args:
+        net: a :class:`~sned.supernet.model.Supernet` (e.g. from ``load_supernet``).
+        arch: the subnet (its ``res`` sets the video size).
+        n: number of videos.
+        steps: DDIM steps (network evaluations per video).
+        seed: video ``i`` draws its noise from a generator seeded by ``(seed, i)``.
+        eta: DDIM η (0: deterministic given the initial noise).
+        batch_size: videos per forward (the result does not depend on it).
+        device: where the network runs (it is moved there).
+        prediction: what the network predicts, ``"v"`` or ``"eps"`` (a checkpoint's ``config``).
+        dtype: autocast dtype on CUDA (``torch.bfloat16`` for speed); float32 runs without autocast.
+
+    Returns:
+        ``(n, c, f, h, w)`` float32 on the CPU, in [-1, 1].
+    """
+    from sned.supernet.diffusion import GaussianDiffusion
+
+    if n < 1 or steps < 1 or batch_size < 1:
+        raise ValueError(f"need n, steps, batch_size >= 1; got {n}, {steps}, {batch_size}")
+    arch = net.space.validate(arch)
+    device = torch.device(device)
+    net = net.to(device).eval()
+    spec = net.space.spec
+    side = spec.unet_size(arch["res"]) * spec.patch_size
+    shape = (spec.unet_channels, spec.unet_frames, side, side)
+    diffusion = GaussianDiffusion(prediction)  # type: ignore[arg-type]
+    generators = video_generators(seed, n)
+    autocast = dtype != torch.float32 and device.type == "cuda"
+
+    def model(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype, enabled=autocast):
+            return net(z, t, arch)
+
+    videos = [diffusion.ddim_sample(model, shape, steps, generators[i: i + batch_size], eta=eta, device=device).cpu()
+              for i in range(0, n, batch_size)]
+    return torch.cat(videos)
+
+
+def to_uint8(videos: torch.Tensor) -> np.ndarray:
+    """``(n, c, f, h, w)`` in [-1, 1] -> ``(n, f, h, w, 3)`` uint8 frames."""
+    x = ((videos.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 4, 1).numpy()
+
+
+def write_samples(videos: torch.Tensor, out: str | Path, fps: int = 8, meta: dict[str, Any] | None = None
+                  ) -> list[Path]:
+    """Write each video as ``sample-XXX.mp4`` and ``.gif`` under ``out`` (+ ``samples.json``); return the mp4s."""
+    from sned.supernet.video_io import write_video
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frames in enumerate(to_uint8(videos)):
+        paths.append(write_video(out / f"sample-{i:03d}.mp4", frames, fps=fps))
+        write_video(out / f"sample-{i:03d}.gif", frames, fps=fps)
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=out)
+    with os.fdopen(fd, "w") as f:
+        json.dump({**(meta or {}), "videos": [p.name for p in paths]}, f, indent=1)
+    os.replace(tmp, out / "samples.json")
+    return paths
+
+
+def _parse_arch(text: str) -> Any:
+    path = Path(text)
+    try:
+        return json.loads(path.read_text() if path.suffix == ".json" and path.is_file() else text)
+    except ValueError as exc:
+        raise UserError(f"--arch: not a JSON arch or a .json file ({exc})") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``sned sample`` options."""
+    parser.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--arch", help="the subnet as JSON (or a .json file); its res is overridden by --res")
+    which.add_argument("--largest", action="store_true", help="the largest subnet at --res")
+    which.add_argument("--smallest", action="store_true", help="the smallest subnet at --res")
+    parser.add_argument("--res", type=int, help="resolution (default: the arch's, else the space's largest)")
+    parser.add_argument("--n", type=int, help="number of videos (default: the experiment's sample.n)")
+    parser.add_argument("--steps", type=int, help="DDIM steps (default: the experiment's sample.steps)")
+    parser.add_argument("--eta", type=float, help="DDIM eta (default: sample.eta, usually 0)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (common random numbers; default 0)")
+    parser.add_argument("--batch-size", type=int, help="videos per forward (default: sample.batch_size)")
+    parser.add_argument("--out", required=True, help="output folder for the videos")
+    parser.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sample videos and print where they went."""
+    from sned.supernet.checkpoint import load_supernet
+    from sned.supernet.config import SampleConfig, sample_config_from_dict
+
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    if device == "auto":
+        device = "cpu"
+    net, info = load_supernet(args.checkpoint, ema=not args.raw, device=device)
+    space = net.space
+    defaults: SampleConfig = sample_config_from_dict(info.get("sample_config"))
+    res = args.res
+    if args.arch:
+        arch = _parse_arch(args.arch)
+        if isinstance(arch, dict) and res is not None:
+            arch = {**arch, "res": res}
+        arch = space.validate(arch)
+    else:
+        res = max(space.resolutions) if res is None else res
+        arch = space.largest(res) if args.largest else space.smallest(res)
+    n = args.n or defaults.n
+    steps = args.steps or defaults.steps
+    eta = defaults.eta if args.eta is None else args.eta
+    for name, value in (("--n", n), ("--steps", steps), ("--batch-size", args.batch_size or 1)):
+        if value < 1:
+            raise UserError(f"{name} {value}: expected >= 1")
+    if eta < 0:
+        raise UserError(f"--eta {eta}: expected >= 0")
+    prediction = info["config"].get("prediction", "v")
+    videos = generate(net, arch, n, steps, args.seed, eta=eta, batch_size=args.batch_size or defaults.batch_size,
+                      device=device, prediction=prediction)
+    meta = {"checkpoint": info["path"], "checkpoint_sha256": info["sha256"], "step": info["step"],
+            "experiment": info["experiment"], "ema": info["ema"], "arch": arch, "arch_id": arch_id(arch),
+            "seed": args.seed, "steps": steps, "eta": eta, "n": n}
+    paths = write_samples(videos, args.out, fps=defaults.fps, meta=meta)
+    print(f"{len(paths)} videos of {arch_summary(arch)} (arch {arch_id(arch)}, {steps} DDIM steps) -> {args.out}")
+    return 0
+
+
+__all__ = ["add_arguments", "generate", "run", "to_uint8", "video_generators", "write_samples"]
