@@ -551,6 +551,8 @@ class EvaluateConfig:
         resume: continue an existing table, skipping finished trials.
         pool: candidates per resolution for spaces too big to enumerate.
         progress: show tqdm progress bars.
+        archs: evaluate exactly these subnets per resolution instead of a stratified selection
+            (``sned-search --verify`` passes front members).
     """
 
     experiment: str
@@ -575,6 +577,7 @@ class EvaluateConfig:
     resume: bool = False
     pool: int = DEFAULT_POOL
     progress: bool = True
+    archs: Mapping[int, Sequence[Arch]] | None = None
 
 
 @dataclass
@@ -692,9 +695,13 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     if videos < 2 or real_videos < 2:
         raise UserError(f"FVD needs at least 2 videos per set; got {videos} generated, {real_videos} real")
 
-    # 1. Subnets per resolution, seeded per resolution.
-    selection = {res: select_subnets(space, res, cfg.n_subnets, np.random.default_rng([cfg.seed, res]), cfg.pool)
-                 for res in resolutions}
+    # 1. Subnets per resolution, seeded per resolution (or the ones the caller names).
+    if cfg.archs is not None:
+        selection = {int(res): [space.validate(a) for a in archs] for res, archs in cfg.archs.items()}
+        resolutions = tuple(selection)
+    else:
+        selection = {res: select_subnets(space, res, cfg.n_subnets, np.random.default_rng([cfg.seed, res]),
+                                         cfg.pool) for res in resolutions}
 
     # 2. The extractor's identity and the real features (driver side, once per resolution).
     import torch

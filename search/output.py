@@ -133,6 +133,7 @@ class RunFiles:
     fronts: pd.DataFrame  # pareto.csv
     points: pd.DataFrame  # points.csv
     history: pd.DataFrame  # history.csv
+    verify: pd.DataFrame | None = None  # verify.csv (sned-search --verify), when present
 
     @property
     def config(self) -> SearchConfig:
@@ -160,7 +161,8 @@ def read_run(run_dir: str | Path) -> RunFiles:
     for key in ("config", "stats"):
         if key not in settings:
             raise UserError(f"{path / 'settings.json'}: missing {key!r}; was it written by sned-search?")
-    return RunFiles(path, settings, pareto, *frames)
+    verify = _read_csv(path / "verify.csv") if (path / "verify.csv").is_file() else None
+    return RunFiles(path, settings, pareto, *frames, verify=verify)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

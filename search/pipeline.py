@@ -172,8 +172,13 @@ def stage_train(ctx: Context) -> dict[str, Any]:
 
 def stage_latency(ctx: Context) -> dict[str, Any]:
     from sned.predictors.latency import LatencyTable
-    from sned.predictors.latency_measure import (MeasureSettings, measure_table, parity_html, store_validation,
-                                                 validate_table)
+    from sned.predictors.latency_measure import (
+        MeasureSettings,
+        measure_table,
+        parity_html,
+        store_validation,
+        validate_table,
+    )
 
     cfg = ctx.cfg
     settings = MeasureSettings(device=ctx.device, threads=cfg.latency_threads, repeats=cfg.latency_repeats,

@@ -90,6 +90,23 @@ def report_figures(run: RunFiles) -> list[tuple[str, dict, str]]:
         layout = _layout("NSGA-II: hypervolume of the front per generation (normalised objectives)", "generation",
                          "hypervolume", height=380)
         figures.append(("Hypervolume per generation", {"data": data, "layout": layout}, ""))
+    if run.verify is not None and len(run.verify):
+        v = run.verify.dropna(subset=["fvd_measured"])
+        lo, hi = float(min(v["fvd_pred"].min(), v["fvd_measured"].min())), float(max(v["fvd_pred"].max(),
+                                                                                     v["fvd_measured"].max()))
+        data = [{"type": "scatter", "mode": "lines", "name": "y = x", "x": [lo, hi], "y": [lo, hi],
+                 "line": {"color": "#999", "dash": "dot"}}]
+        for i, (res, df) in enumerate(v.groupby("res", sort=True)):
+            data.append({"type": "scatter", "mode": "markers", "name": f"{int(res)} px",
+                         "x": _floats(df["fvd_pred"]), "y": _floats(df["fvd_measured"]),
+                         "error_x": {"type": "data", "array": _floats(df["fvd_std"])},
+                         "marker": {"color": COLORS[i % len(COLORS)], "size": 9},
+                         "text": [str(a) for a in df["arch_id"]],
+                         "hovertemplate": "%{text}<br>predicted %{x:.1f}<br>measured %{y:.1f}<extra></extra>"})
+        extractor = ", ".join(sorted(set(map(str, v["extractor"])))) if "extractor" in v else "?"
+        layout = _layout(f"Front members: predicted vs measured FVD ({extractor})", "predicted FVD",
+                         "measured FVD (sampled)", height=420)
+        figures.append(("Verification (--verify)", {"data": data, "layout": layout}, ""))
     return figures
 
 

@@ -53,6 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "FLOPs/params) instead of a table and predictor; for demos and tests")
     parser.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/search-<timestamp>)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    verify = parser.add_argument_group("verification (generates videos: needs a checkpoint, real videos, torch, Ray)")
+    verify.add_argument("--verify", default=None, metavar="K",
+                        help="measure the real sampled FVD of K members of each front (Ray Tune trials)")
+    verify.add_argument("--ckpt", default=None, help="supernet checkpoint (run folder) for --verify")
+    verify.add_argument("--data", default=None, help="folder of real videos for --verify")
+    verify.add_argument("--address", default=None, help="Ray cluster address for --verify (default: local Ray)")
+    verify.add_argument("--i3d", default=None, help="I3D weights for --verify (default: $SNED_I3D_WEIGHTS or i3d-random)")
+    verify.add_argument("--cpus-per-trial", default=1.0, type=float, help="Ray CPUs per verification trial")
+    verify.add_argument("--gpus-per-trial", default=0.0, type=float, help="Ray GPUs per verification trial")
 
 
 def _int_arg(value: str, flag: str, low: int) -> int:
@@ -75,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
         pop_size=_int_arg(args.pop, "--pop", 4), generations=_int_arg(args.gens, "--gens", 1),
         patience=_int_arg(args.patience, "--patience", 1), seed=_int_arg(args.seed, "--seed", 0),
         table=args.table, predictor=args.predictor)
+    verify_k = None if args.verify is None else _int_arg(args.verify, "--verify", 1)
+    if verify_k is not None:
+        for flag, value in (("--ckpt", args.ckpt), ("--data", args.data)):
+            if not value:
+                raise UserError(f"--verify needs {flag}")
+            if not Path(value).exists():
+                raise UserError(f"{flag} {value}: not found")
     out = Path(args.out) if args.out else default_out_dir()
     created = not out.exists()
     prepare_out_dir(out)  # fail before the search, not after it
@@ -87,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
             predictors = AnalyticPredictors(space)
         result = run_search(config, predictors, space=space)
         write_run(result, out, command=["sned-search", *sys.argv[1:]])
+        if verify_k is not None:
+            from sned.search.verify import verify_run
+
+            verified = verify_run(out, result.fronts, config.experiment, verify_k, args.ckpt, args.data,
+                                  seed=config.seed, address=args.address, i3d=args.i3d,
+                                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                                  progress=not args.json)
         report = write_report(out)
     except BaseException:
         if created:  # leave no empty run folder behind a failed search
@@ -96,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**result.to_json(), "out": str(out)}))
         return 0
     _print_fronts(result)
+    if verify_k is not None:
+        print("\nverification (sampled FVD of front members):")
+        for r in verified.itertuples(index=False):
+            print(f"  {r.res:>4} px  {r.arch_id:<10}  {r.latency_ms:>8.1f} ms  predicted {r.fvd_pred:>7.1f}"
+                  f"  measured {r.fvd_measured:>7.1f}  ({r.extractor})")
     print(f"\nwrote {out}/: pareto.csv, pareto.json, settings.json, points.csv, history.csv")
     print(f"report: {report}")
     return 0

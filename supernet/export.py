@@ -87,12 +87,26 @@ def export_subnet(ckpt: str | Path, arch: Arch, out: str | Path, ema: bool = Tru
     return out
 
 
+class StandaloneSubnet(torch.nn.Module):
+    """An exported subnet with the supernet's calling convention ``net(x, t, arch)`` (``arch`` must be its own),
+    so :func:`sned.supernet.sample.generate` samples from it unchanged."""
+
+    def __init__(self, subnet: torch.nn.Module, space: SearchSpace, arch: Arch):
+        super().__init__()
+        self.subnet, self.space, self.arch = subnet, space, space.validate(arch)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, arch: Arch | None = None, **kwargs: Any) -> torch.Tensor:
+        if arch is not None and self.space.validate(arch) != self.arch:
+            raise ValueError(f"this exported subnet is arch {arch_id(self.arch)}, not {arch_id(arch)}")
+        return self.subnet(x, t, **kwargs)
+
+
 def is_export(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file() and (Path(path) / WEIGHTS).is_file()
 
 
-def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load an exported subnet: ``(SubnetUNet in eval mode, config dict)``. Raises UserError when broken."""
+def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple[StandaloneSubnet, dict[str, Any]]:
+    """Load an exported subnet: ``(StandaloneSubnet in eval mode, config dict)``. Raises UserError when broken."""
     from sned.supernet.model import Supernet
 
     path = Path(path)
@@ -116,8 +130,7 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple
     except RuntimeError as exc:
         raise UserError(f"{path / WEIGHTS} does not fit arch {config.get('arch_id')}: "
                         f"{str(exc).splitlines()[0][:200]}") from None
-    config["space_obj"] = space
-    return subnet.to(device).eval(), config
+    return StandaloneSubnet(subnet, space, config["arch"]).to(device).eval(), config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

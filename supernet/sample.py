@@ -111,8 +111,8 @@ def _parse_arch(text: str) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``sned sample`` options."""
-    parser.add_argument("checkpoint", help="run folder (newest checkpoint) or checkpoint folder")
-    which = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("checkpoint", help="run folder (newest checkpoint), checkpoint folder, or a `sned export` folder")
+    which = parser.add_mutually_exclusive_group()
     which.add_argument("--arch", help="the subnet as JSON (or a .json file); its res is overridden by --res")
     which.add_argument("--largest", action="store_true", help="the largest subnet at --res")
     which.add_argument("--smallest", action="store_true", help="the smallest subnet at --res")
@@ -131,11 +131,23 @@ def run(args: argparse.Namespace) -> int:
     """Sample videos and print where they went."""
     from sned.supernet.checkpoint import load_supernet
     from sned.supernet.config import SampleConfig, sample_config_from_dict
+    from sned.supernet.export import is_export, load_exported
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     if device == "auto":
         device = "cpu"
-    net, info = load_supernet(args.checkpoint, ema=not args.raw, device=device)
+    if is_export(args.checkpoint):  # a standalone subnet from `sned export`: its own arch only
+        net, config = load_exported(args.checkpoint, device=device)
+        info = {"path": str(args.checkpoint), "sha256": config["checkpoint"]["sha256"],
+                "step": config["checkpoint"]["step"], "experiment": config["experiment"],
+                "ema": config["checkpoint"]["ema"], "config": {"prediction": config["prediction"]},
+                "sample_config": config.get("sample")}
+        if not (args.arch or args.largest or args.smallest):
+            args.arch = json.dumps(net.arch)
+    else:
+        if not (args.arch or args.largest or args.smallest):
+            raise UserError("which subnet? pass --arch JSON, --largest or --smallest")
+        net, info = load_supernet(args.checkpoint, ema=not args.raw, device=device)
     space = net.space
     defaults: SampleConfig = sample_config_from_dict(info.get("sample_config"))
     res = args.res

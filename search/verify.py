@@ -1,0 +1,55 @@
+"""``sned-search --verify K``: measure the real sampled FVD of K members of each front.
+
+The members are spread evenly along each front's latency range (its fastest and slowest always
+among them). Their videos are generated and scored by the same Ray Tune trials as ``sned
+evaluate`` (common random numbers, the same real set), into ``RUN/verify.parquet``; the
+predicted-vs-measured table goes to ``RUN/verify.csv``, which the report plots. Torch and Ray load
+only when a verification runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sned.search.output import write_atomic
+from sned.supernet.errors import UserError
+
+VERIFY_CSV = "verify.csv"
+
+
+def pick_members(front: pd.DataFrame, k: int) -> pd.DataFrame:
+    """``k`` rows of a front (sorted by latency) spread evenly along it, ends included."""
+    if k < 1:
+        raise UserError(f"--verify {k}: expected an integer >= 1")
+    front = front.sort_values("latency_ms").reset_index(drop=True)
+    if len(front) <= k:
+        return front
+    return front.iloc[np.unique(np.round(np.linspace(0, len(front) - 1, k)).astype(int))].reset_index(drop=True)
+
+
+def verify_run(run_dir: str | Path, fronts: dict[int, pd.DataFrame], experiment: str, k: int, checkpoint: str,
+               data: str, *, seed: int = 0, address: str | None = None, i3d: str | None = None,
+               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, progress: bool = True) -> pd.DataFrame:
+    """Measure K members per front; write ``verify.parquet`` and ``verify.csv`` into the run folder."""
+    from sned.predictors.evaluate import EvaluateConfig, evaluate
+
+    run_dir = Path(run_dir)
+    picked = {res: pick_members(front, k) for res, front in fronts.items() if len(front)}
+    if not picked:
+        raise UserError("--verify: every front is empty, nothing to verify")
+    table = run_dir / "verify.parquet"
+    archs = {res: [json.loads(a) if isinstance(a, str) else a for a in rows["arch"]] for res, rows in picked.items()}
+    evaluate(EvaluateConfig(experiment=experiment, checkpoint=checkpoint, data=data, out=str(table),
+                            resolutions=tuple(archs), archs=archs, n_subnets=max(len(v) for v in archs.values()),
+                            seed=seed, i3d=i3d, address=address, cpus_per_trial=cpus_per_trial,
+                            gpus_per_trial=gpus_per_trial, resume=table.exists(), progress=progress))
+    measured = pd.read_parquet(table)[["arch_id", "res", "fvd", "kvd", "extractor"]]
+    rows = pd.concat(picked.values(), ignore_index=True)[["arch_id", "res", "latency_ms", "fvd_pred", "fvd_std"]]
+    merged = rows.merge(measured.rename(columns={"fvd": "fvd_measured", "kvd": "kvd_measured"}),
+                        on=["arch_id", "res"], how="left")
+    write_atomic(run_dir / VERIFY_CSV, merged.to_csv(index=False))
+    return merged

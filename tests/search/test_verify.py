@@ -1,0 +1,51 @@
+"""`sned-search --verify K`: front members picked along the front, measured, and plotted in the report."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from sned.search.cli import main
+from sned.search.output import read_run
+from sned.search.report import report_figures
+from sned.search.verify import pick_members
+
+
+def test_pick_members_spreads_along_the_front():
+    front = pd.DataFrame({"latency_ms": [50.0, 10, 40, 20, 30, 60], "arch_id": list("fabdce")})
+    picked = pick_members(front, 3)
+    assert picked["arch_id"].tolist() == ["a", "c", "e"] or picked["latency_ms"].tolist() == [10.0, 30.0, 60.0]
+    assert picked["latency_ms"].iloc[0] == 10 and picked["latency_ms"].iloc[-1] == 60
+    assert len(pick_members(front, 10)) == 6
+
+
+def test_verify_needs_checkpoint_and_data(capsys):
+    assert main(["search", "--analytic", "--res", "32", "--verify", "2"]) == 2
+    assert "--verify needs --ckpt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_verify_end_to_end(tmp_path, capsys):
+    from sned.supernet.checkpoint import save_checkpoint
+    from sned.supernet.data import synthesize
+    from sned.supernet.model import Supernet
+    from sned.supernet.space import load_space
+
+    torch.manual_seed(0)
+    space = load_space("tiny")
+    net = Supernet(space)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    state = {"experiment": "tiny", "space": space.to_dict(), "space_hash": space.hash, "config": {"prediction": "v"}}
+    save_checkpoint(tmp_path / "run", 1, net, net, torch.optim.AdamW(net.parameters()), state)
+    synthesize(tmp_path / "data", 4, 8, 32, 0, progress=False)
+    out = tmp_path / "search"
+    code = main(["search", "--analytic", "--res", "32", "--budget-ms", "1000", "--verify", "2", "--ckpt",
+                 str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--out", str(out), "--json"])
+    assert code == 0
+    json.loads(capsys.readouterr().out)
+    run = read_run(out)
+    assert run.verify is not None and len(run.verify) == 2 and run.verify["fvd_measured"].notna().all()
+    assert any(title.startswith("Verification") for title, _, _ in report_figures(run))
