@@ -55,8 +55,8 @@ def main() -> None:
             # interleave the two so that load from other processes hits both alike
             elastic_ms, static_ms = [], []
             for _ in range(args.repeats):
-                elastic_ms.append(median_ms(lambda: net(x, t, arch), 1))
-                static_ms.append(median_ms(lambda: static(x, t), 1))
+                elastic_ms.append(median_ms(lambda a=arch: net(x, t, a), 1))
+                static_ms.append(median_ms(lambda s=static: s(x, t), 1))
             e, s = statistics.median(elastic_ms), statistics.median(static_ms)
             ratios.append(e / s)
             print(f"{arch_summary(arch):<32} supernet {e:8.1f} ms  static {s:8.1f} ms  ratio {e / s:.3f}")

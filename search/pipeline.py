@@ -40,6 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sned.supernet.errors import UserError
 from sned.supernet.space import SearchSpace, load_experiment, load_space
 
@@ -299,8 +301,33 @@ def bundle(experiment: str, out: str | Path, device: str = "cpu") -> Path:
     for stage in ("data", "train"):
         if marker(out, stage).exists():
             records[stage] = json.loads(marker(out, stage).read_text())
+    metrics = out / "train" / "metrics.csv"
+    if metrics.exists():  # the training loss curve the README quotes
+        shutil.copy2(metrics, target / "train-metrics.csv")
+        records["train-metrics.csv"] = records.get("train", {})
+    if (out / "train").exists():
+        records["samples"] = _bundle_samples(out / "train", target / "samples", path)
     (target / "provenance.json").write_text(json.dumps(records, indent=2, default=str) + "\n")
     return target
+
+
+def _bundle_samples(run: Path, folder: Path, experiment: Path, n: int = 2, steps: int = 25) -> dict[str, Any]:
+    """GIFs of the smallest and the largest subnet at the largest resolution (seed 0)."""
+    from sned.supernet.checkpoint import load_supernet
+    from sned.supernet.sample import generate, to_uint8
+    from sned.supernet.video_io import write_video
+
+    net, info = load_supernet(run)
+    res = max(net.space.resolutions)
+    written = {}
+    for which in ("smallest", "largest"):
+        arch = getattr(net.space, which)(res)
+        videos = to_uint8(generate(net, arch, n, steps, seed=0, prediction=info["config"].get("prediction", "v")))
+        # one GIF with the n videos side by side
+        write_video(folder / f"{which}-{res}.gif", np.concatenate(list(videos), axis=2))
+        written[which] = {"arch": arch, "file": f"samples/{which}-{res}.gif"}
+    return {"checkpoint_sha256": info["sha256"], "step": info["step"], "steps": steps, "seed": 0, "gifs": written,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit()}
 
 
 # ----------------------------------------------------------------------------- CLI

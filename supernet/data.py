@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from sned.supernet.errors import UserError
 from sned.supernet.video_io import VIDEO_SUFFIXES, list_videos, read_frames, write_video
 

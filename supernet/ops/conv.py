@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from sned.supernet.ops.slicing import gather_segments
 from torch import nn
+
+from sned.supernet.ops.slicing import gather_segments
 
 ConvSpec = tuple[tuple[int, ...], int]  # (active input segments, active output channels)
 

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from sned.supernet.ops.slicing import gather_segments
 from torch import nn
+
+from sned.supernet.ops.slicing import gather_segments
 
 LinearSpec = tuple[int, tuple[int, ...]]  # (active input features, active output segments)
 

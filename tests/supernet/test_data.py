@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from sned.search.cli import main
 from sned.supernet.data import (
     CLASS_NAMES,

@@ -1,0 +1,308 @@
+"""``sned serve`` (sned/search/serve.py): a real server on loopback, queried over HTTP."""
+
+import contextlib
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from sned.search.cli import main  # noqa: E402
+from sned.search.objectives import AnalyticPredictors  # noqa: E402
+from sned.search.serve import CACHE_HEADER, create_app, is_loopback  # noqa: E402
+from sned.supernet.space import arch_id, experiment_path  # noqa: E402
+
+
+class LoopbackServer:
+    """uvicorn serving ``app`` in a thread on a free 127.0.0.1 port."""
+
+    def __init__(self, app):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, real_files):
+    """An experiments folder: ``tiny.yaml`` with a real latency table and predictor in ``tiny/``."""
+    folder = tmp_path_factory.mktemp("experiments")
+    shutil.copy(experiment_path("tiny"), folder / "tiny.yaml")
+    (folder / "tiny").mkdir()
+    table, predictor = real_files
+    shutil.copy(table, folder / "tiny" / "latency-cpu.parquet")
+    shutil.copy(predictor, folder / "tiny" / "predictor.npz")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(root):
+    with LoopbackServer(create_app(root=root)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+def _cli_json(argv, tmp_path):
+    """``sned search ... --json`` through the real CLI; returns its JSON without the run folder."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["search", *argv, "--json", "--out", str(tmp_path / "run")]) == 0
+    payload = json.loads(out.getvalue())
+    assert Path(payload.pop("out")) == tmp_path / "run"
+    return payload
+
+
+def test_health_experiments_and_openapi(client):
+    assert client.get("/health").json()["status"] == "ok"
+    [tiny] = client.get("/experiments").json()["experiments"]
+    assert tiny["name"] == "tiny" and tiny["resolutions"] == [32, 64, 128] and tiny["size"] == 3888
+    assert tiny["devices"] == ["cpu"] and tiny["predictors"] == ["predictor.npz"]
+    schema = client.get("/openapi.json").json()
+    assert {"/health", "/experiments", "/search", "/subnets/{arch_id}"} <= set(schema["paths"])
+    assert "422" in schema["paths"]["/search"]["post"]["responses"]
+    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("options", [
+    ["--budget-ms", "200", "--res", "128"],
+    ["--budget-ms", "150", "--res", "64", "--method", "nsga2", "--pop", "16", "--gens", "4", "--seed", "3",
+     "--objectives", "fvd,latency,params"],
+])
+def test_analytic_search_equals_the_cli(client, tmp_path, options):
+    body = {"analytic": True}
+    names = {"--budget-ms": ("budget_ms", float), "--res": ("res", lambda v: [int(v)]), "--method": ("method", str),
+             "--pop": ("pop", int), "--gens": ("gens", int), "--seed": ("seed", int),
+             "--objectives": ("objectives", lambda v: v.split(","))}
+    for flag, value in zip(options[::2], options[1::2], strict=True):
+        key, cast = names[flag]
+        body[key] = cast(value)
+    r = client.post("/search", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == _cli_json([*options, "--analytic"], tmp_path)  # the whole object, byte-for-byte values
+    assert r.json()["fronts"][str(body["res"][0])]
+
+
+def test_file_search_equals_the_cli(client, root, tmp_path):
+    r = client.post("/search", json={"budget_ms": 200, "res": [64, 128]})
+    assert r.status_code == 200, r.text
+    served = r.json()
+    cli = _cli_json(["--experiment", str(root / "tiny.yaml"), "--table", str(root / "tiny/latency-cpu.parquet"),
+                     "--predictor", str(root / "tiny/predictor.npz"), "--budget-ms", "200", "--res", "64,128"],
+                    tmp_path)
+    assert served["experiment"] == "tiny"  # the service names, never paths
+    assert served["device"] == "cpu-test"
+    assert served["fronts"] == cli["fronts"] and len(served["fronts"]["128"]) > 1
+    assert {k: v for k, v in served.items() if k != "experiment"} == {k: v for k, v in cli.items()
+                                                                       if k != "experiment"}
+
+
+def test_repeated_request_comes_from_the_cache(client, root):
+    body = {"budget_ms": 180, "res": [128], "seed": 11}
+    before = client.get("/health").json()["searches_run"]
+    first = client.post("/search", json=body)
+    again = client.post("/search", json={**body, "budget_ms": 180.0, "method": "auto"})  # same canonical request
+    assert (first.headers[CACHE_HEADER], again.headers[CACHE_HEADER]) == ("miss", "hit")
+    assert again.content == first.content
+    assert client.get("/health").json()["searches_run"] == before + 1
+    # The key holds the files' sha256: a new table content is a new search, with its answer.
+    table = root / "tiny" / "latency-cpu.parquet"
+    saved = table.read_bytes()
+    try:
+        shutil.copy(experiment_path("tiny").with_suffix("") / "latency-cpu.parquet", table)
+        changed = client.post("/search", json=body)
+        assert changed.headers[CACHE_HEADER] == "miss" and changed.json()["device"] != "cpu-test"
+    finally:
+        table.write_bytes(saved)
+    assert client.post("/search", json=body).headers[CACHE_HEADER] == "hit"
+
+
+def test_identical_searches_in_flight_run_once_and_health_stays_responsive(server, client):
+    # NSGA-II without early stopping: long enough (~1-2 s) to overlap two requests and some /health calls.
+    body = {"analytic": True, "budget_ms": 250, "res": [64, 128], "method": "nsga2", "pop": 32, "gens": 30,
+            "patience": 30, "seed": 5}
+    before = client.get("/health").json()["searches_run"]
+    answers = [None, None]
+
+    def post(i):
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            answers[i] = c.post("/search", json=body)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    health_ms, in_flight = [], 0
+    while any(t.is_alive() for t in threads):
+        t0 = time.perf_counter()
+        h = client.get("/health").json()
+        health_ms.append((time.perf_counter() - t0) * 1e3)
+        in_flight = max(in_flight, h["searches_in_flight"])
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert sorted(a.headers[CACHE_HEADER] for a in answers) in (["miss", "shared"], ["hit", "miss"])
+    assert answers[0].content == answers[1].content
+    assert client.get("/health").json()["searches_run"] == before + 1
+    assert in_flight == 1 and health_ms and max(health_ms) < 500, health_ms
+
+
+@pytest.mark.parametrize("body, field, valid", [
+    ({"budget_ms": 0}, "budget_ms", None),
+    ({"budget_ms": -3.5}, "budget_ms", None),
+    ({"budget_ms": "200"}, "budget_ms", None),  # strict: a string is not a number
+    ({"budget_ms": 10, "res": [128], "analytic": True}, "budget_ms", None),  # below the fastest subnet
+    ({"res": [96]}, "res", [32, 64, 128]),
+    ({"res": "128"}, "res", None),
+    ({"experiment": "nope"}, "experiment", ["tiny"]),
+    ({"experiment": "../tiny"}, "experiment", ["tiny"]),
+    ({"experiment": "/etc/passwd"}, "experiment", ["tiny"]),
+    ({"device": "../../etc/passwd"}, "device", None),
+    ({"device": "h200"}, "device", ["cpu"]),
+    ({"predictor": "/tmp/x.npz"}, "predictor", None),
+    ({"predictor": "other.npz"}, "predictor", ["predictor.npz"]),
+    ({"objectives": ["fvd", "energy"]}, "objectives.1", ["fvd", "latency", "params", "gflops"]),
+    ({"objectives": ["fvd"]}, "objectives", ["fvd", "latency", "params", "gflops"]),
+    ({"method": "grid"}, "method", ["auto", "nsga2", "exhaustive"]),
+    ({"pop": 2}, "pop", None),
+    ({"gens": 10**6}, "gens", None),
+    ({"table": "/etc/passwd"}, "table", None),  # no path fields at all
+    ({"method": "nsga2", "pop": 512, "gens": 1000}, "gens", None),  # over the server's evaluation limit
+])
+def test_bad_requests_are_422_naming_the_field(client, body, field, valid):
+    r = client.post("/search", json=body)
+    assert r.status_code == 422, r.text
+    payload = r.json()
+    assert payload["field"] == field and payload["error"]
+    assert payload.get("valid") == valid
+
+
+def test_malformed_bodies_are_4xx(client):
+    for content in (b"{", b"[]", b"null", b'"x"', b"\xff\xfe"):
+        r = client.post("/search", content=content, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (content, r.status_code, r.text)
+
+
+def test_subnet_from_a_search_and_from_the_space(client, root, space):
+    front = client.post("/search", json={"budget_ms": 200, "res": [128], "analytic": True}).json()["fronts"]["128"]
+    member = front[0]
+    r = client.get(f"/subnets/{member['arch_id']}")
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["found_in"] == "search" and info["arch"] == member["arch"]
+    assert info["latency_ms"]["analytic"] == pytest.approx(member["latency_ms"])
+    assert info["fvd"]["analytic"]["mean"] == pytest.approx(member["fvd_pred"])
+    assert info["params"] == member["params"] and set(info["latency_ms"]) == {"cpu", "analytic"}
+    assert "sned search --experiment tiny --budget-ms 200.0 --res 128 --analytic" in info["export_command"]
+    assert f"sned export runs/serve-{member['arch_id']}/pareto.json --id {member['arch_id']}" in info["export_command"]
+    # An arch no search returned: found by enumerating the space, scored by the real files.
+    from sned.search.objectives import FilePredictors
+
+    arch = space.sample(np.random.default_rng(7), res=64)
+    wanted = arch_id(arch)
+    info = client.get(f"/subnets/{wanted}").json()
+    assert info["found_in"] == "space" and info["arch"] == arch and info["res"] == 64
+    files = FilePredictors(space, root / "tiny/latency-cpu.parquet", root / "tiny/predictor.npz")
+    X = space.encode([arch])
+    assert info["latency_ms"]["cpu"] == pytest.approx(float(files.latency_ms(X)[0]))
+    assert info["fvd"]["predictor.npz"]["mean"] == pytest.approx(float(files.fvd(X)[0][0]))
+    assert info["latency_ms"]["analytic"] == pytest.approx(float(AnalyticPredictors(space).latency_ms(X)[0]))
+    assert client.get("/subnets/0000000000").status_code == 404
+    assert client.get("/subnets/0000000000").json()["field"] == "arch_id"
+    assert client.get("/subnets/not-an-id").status_code == 422
+    assert client.get(f"/subnets/{wanted}", params={"experiment": "../x"}).status_code == 422
+
+
+def test_token_is_required_except_for_health(root):
+    with LoopbackServer(create_app(root=root, token="s3cret")) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get("/health").status_code == 200
+        for path in ("/experiments", "/openapi.json", "/subnets/0000000000"):
+            r = c.get(path)
+            assert r.status_code == 401 and r.json()["field"] == "Authorization", path
+        assert c.get("/experiments", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/experiments", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_cli_refuses_a_public_address_without_a_token(capsys, monkeypatch):
+    monkeypatch.delenv("SNED_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a token" in err and len(err.strip().splitlines()) == 1
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+@pytest.mark.slow
+def test_schemathesis_fuzz_finds_no_500_and_no_schema_violation(root):
+    """Fuzz the OpenAPI schema against a running server (bounded: 30 examples per operation, small searches)."""
+    exe = Path(sys.executable).with_name("schemathesis")
+    if not exe.exists():
+        pytest.skip("schemathesis is not installed")
+    with LoopbackServer(create_app(root=root, max_evaluations=4000)) as srv:
+        proc = subprocess.run([str(exe), "run", f"{srv.url}/openapi.json", "--max-examples", "30",
+                               "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
+                               "--seed", "1", "--no-color"],
+                              capture_output=True, text=True, timeout=600)
+        searches = httpx.get(f"{srv.url}/health").json()["searches_run"]
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "passed" in proc.stdout and searches > 0  # the fuzz reached real searches, not only 422s
+
+
+@pytest.mark.slow
+def test_ray_serve_deployment(root, tmp_path):
+    """``sned serve --ray``: the same app behind Ray Serve answers like the plain server."""
+    pytest.importorskip("ray.serve")
+    from sned.search.serve_ray import deploy, shutdown
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    deploy(host="127.0.0.1", port=port, token=None, address=None, replicas=1, root=root, blocking=False)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if c.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "Ray Serve did not come up"
+                time.sleep(0.5)
+            body = {"budget_ms": 200, "res": [128], "analytic": True}
+            r = c.post("/search", json=body)
+            assert r.status_code == 200 and r.headers[CACHE_HEADER] == "miss"
+            assert c.post("/search", json=body).headers[CACHE_HEADER] == "hit"
+            assert r.json() == _cli_json(["--budget-ms", "200", "--res", "128", "--analytic"], tmp_path)
+            assert c.post("/search", json={"experiment": "../x"}).status_code == 422
+    finally:
+        shutdown()
