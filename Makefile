@@ -21,9 +21,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
-	# ray[default] (the job server) for the cluster-submission test; nni pins filelock<3.12, which
-	# ray[default]'s virtualenv outgrows, so it is installed after the project (nni.mutable works with it).
-	$(BIN)/python -c "import ray.dashboard.modules.job.sdk" 2>/dev/null || $(BIN)/python -m pip install -q "ray[default]==$$($(BIN)/python -c 'import ray; print(ray.__version__)')"
+	# The cluster extra (ray job server, Ray Serve) for the submission and Serve tests; nni pins
+	# filelock<3.12, which ray[default]'s virtualenv outgrows, so it goes in after the project.
+	$(BIN)/python -c "import ray.dashboard.modules.job.sdk, grpc_reflection" 2>/dev/null || $(BIN)/python -m pip install -q "ray[default,serve]==$$($(BIN)/python -c 'import ray; print(ray.__version__)')"
 	$(BIN)/python -m pytest -q -m "not gpu"
 
 bench: $(STAMP)

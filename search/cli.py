@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("sned.search.search_cli", "NSGA-II search for Pareto-optimal subnets under a latency budget"),
     "report": ("sned.search.report_cli", "rebuild a search run's report.html"),
     "export": ("sned.supernet.export", "export a front member as a standalone subnet (safetensors + config)"),
+    "serve": ("sned.search.serve", "HTTP search service (FastAPI; --ray for Ray Serve)"),
     "pipeline": ("sned.search.pipeline", "run every stage (data, train, latency, evaluate, fit, search, report), resumable"),
 }
 

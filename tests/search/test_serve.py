@@ -261,6 +261,37 @@ def test_cli_refuses_a_public_address_without_a_token(capsys, monkeypatch):
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
 
 
+def test_sned_serve_command_serves_on_loopback(tmp_path):
+    """The real CLI in its own process: binds 127.0.0.1 by default, answers, and imports no torch."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import sys\n"
+            "sys.modules['torch'] = None  # the service must not need torch\n"
+            "from sned.search.cli import main\n"
+            f"sys.exit(main(['serve', '--port', '{port}', '--log-level', 'warning']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "sned serve did not start"
+                time.sleep(0.1)
+        assert health.json()["status"] == "ok"
+        names = [e["name"] for e in httpx.get(f"http://127.0.0.1:{port}/experiments").json()["experiments"]]
+        assert "tiny" in names
+        r = httpx.post(f"http://127.0.0.1:{port}/search", json={"budget_ms": 200, "res": [128], "analytic": True},
+                       timeout=60)
+        assert r.status_code == 200 and r.json()["fronts"]["128"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.mark.slow
 def test_schemathesis_fuzz_finds_no_500_and_no_schema_violation(root):
     """Fuzz the OpenAPI schema against a running server (bounded: 30 examples per operation, small searches)."""
@@ -281,6 +312,7 @@ def test_schemathesis_fuzz_finds_no_500_and_no_schema_violation(root):
 def test_ray_serve_deployment(root, tmp_path):
     """``sned serve --ray``: the same app behind Ray Serve answers like the plain server."""
     pytest.importorskip("ray.serve")
+    pytest.importorskip("grpc_reflection", reason="needs the cluster extra: pip install 'sned[cluster]'")
     from sned.search.serve_ray import deploy, shutdown
 
     with socket.socket() as s:

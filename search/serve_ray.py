@@ -1,0 +1,82 @@
+"""``sned serve --ray``: the search service as a Ray Serve deployment, so it scales over a cluster.
+
+Each replica builds its own app with :func:`sned.search.serve.create_app` (``@serve.ingress`` with a
+builder, evaluated on the replica), so replicas share nothing but the experiments bundle: each has
+its own cache, and Ray Serve's proxy spreads requests over them. Locally::
+
+    sned serve --ray --replicas 2
+    sned serve --ray --address auto --host 0.0.0.0 --token $SNED_TOKEN   # on a running cluster
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+APP_NAME = "sned"
+log = logging.getLogger(__name__)
+
+
+def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, address: str | None = None,
+           replicas: int = 1, cache_size: int = 256, max_searches: int = 2, max_evaluations: int | None = None,
+           root: str | Path | None = None, blocking: bool = True) -> None:
+    """Start (or join) Ray, start Serve's HTTP proxy on ``host:port`` and deploy the app.
+
+    Args:
+        host, port: where Serve's HTTP proxy listens (the caller checks the token rule for ``host``).
+        token: passed to every replica's app (``Authorization: Bearer``).
+        address: a Ray cluster address (``auto``, ``ray://host:10001``); None starts Ray locally.
+        replicas: Serve replicas of the deployment.
+        cache_size, max_searches, max_evaluations: per replica, as in :func:`~sned.search.serve.create_app`
+            (None: its default).
+        root: the experiments folder; None: the installed bundle (it must exist on every node).
+        blocking: wait until interrupted (the CLI); False returns once the app is running (tests).
+    """
+    import ray
+    from ray import serve
+
+    from sned.search.serve import create_app
+
+    if not ray.is_initialized():
+        # "local": a fresh instance of our own, never a cluster some other job on this machine started.
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
+    serve.start(http_options={"host": host, "port": port})
+    limits = {} if max_evaluations is None else {"max_evaluations": max_evaluations}
+    folder = None if root is None else str(root)
+
+    # A plain function (Serve tells a builder from an ASGI app by inspect.isfunction, so no partial):
+    # each replica calls it once and serves its own app.
+    def build_app():
+        return create_app(root=folder, token=token, cache_size=cache_size, max_searches=max_searches, **limits)
+
+    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": 1})
+    @serve.ingress(build_app)
+    class SnedSearch:
+        """The FastAPI app of ``sned serve`` (all routes come from the builder)."""
+
+    serve.run(SnedSearch.bind(), name=APP_NAME, route_prefix="/", blocking=False)
+    log.info("sned serve (Ray Serve, %d replicas) on http://%s:%d", replicas, host, port)
+    if blocking:
+        print(f"sned serve: Ray Serve, {replicas} replica(s), http://{host}:{port} (Ctrl-C stops)", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            shutdown()
+
+
+def shutdown() -> None:
+    """Remove the deployment, stop Serve and disconnect from Ray."""
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+__all__ = ["APP_NAME", "deploy", "shutdown"]
