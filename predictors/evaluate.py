@@ -620,7 +620,7 @@ def _checkpoint(space: SearchSpace, path: str) -> tuple[Path, dict[str, Any]]:
     """The resolved checkpoint folder and its verified state; refuses a checkpoint of another space."""
     from sned.supernet.checkpoint import WEIGHTS, read_state, resolve_checkpoint
 
-    ckpt = resolve_checkpoint(path)
+    ckpt = resolve_checkpoint(path).resolve()  # absolute: Ray workers run in another directory
     state = read_state(ckpt, verify=True)
     if state["space_hash"] != space.hash:
         raise UserError(f"checkpoint {ckpt} belongs to space {state.get('experiment')!r} (hash "
@@ -737,7 +737,8 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
 
     trial_settings = TrialSettings(
         checkpoint=str(ckpt), checkpoint_sha256=ckpt_info["sha256"], ema=ema, prediction=ckpt_info["prediction"],
-        videos=videos, steps=steps, eta=eta, batch_size=batch_size, i3d=cfg.i3d, extractor=settings["extractor"],
+        videos=videos, steps=steps, eta=eta, batch_size=batch_size,
+        i3d=str(Path(cfg.i3d).resolve()) if cfg.i3d else None, extractor=settings["extractor"],
         extractor_sha256=settings["extractor_sha256"], device="cuda" if cfg.gpus_per_trial > 0 else "cpu",
         threads=max(1, int(cfg.cpus_per_trial)))
 

@@ -118,6 +118,7 @@ class Context:
     paths: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.out = self.out.resolve()  # absolute: Ray workers and subprocesses run elsewhere
         self.paths = {
             "data": self.out / "data",
             "train": self.out / "train",
@@ -204,6 +205,9 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
         out=str(ctx.paths["evaluate"]), n_subnets=cfg.eval_subnets, videos=cfg.eval_videos, steps=cfg.eval_steps,
         seed=cfg.seed, cpus_per_trial=cfg.eval_cpus_per_trial, noise_floor=cfg.eval_noise_floor,
         resume=ctx.paths["evaluate"].exists(), progress=ctx.progress))
+    if result.failed:  # the finished rows are kept; a re-run retries only the failed trials
+        raise UserError(f"{len(result.failed)} sampled-FVD trials failed (first: {result.failed[0]}); "
+                        f"run the pipeline again to retry them")
     return {"new_rows": len(result.rows), "skipped": result.skipped, "failed": result.failed,
             "noise_floor_tau": result.noise_floor_tau, "wall_seconds": result.wall_seconds}
 

@@ -353,3 +353,13 @@ def test_evaluate_on_ray_survives_a_kill_and_resumes_without_duplicates(tmp_path
     if (os.cpu_count() or 1) >= 2:  # --cpus-per-trial 1: Ray runs two trials at once on two cores
         resumed = df[~df["arch_id"].isin(partial["arch_id"])]
         assert peak_concurrency(resumed["started_at"], resumed["seconds"]) >= 2
+
+
+def test_checkpoint_path_is_made_absolute_for_the_ray_workers(tmp_path, tiny, monkeypatch):
+    """Ray workers run in another directory: a relative --ckpt must reach them as an absolute path."""
+    from sned.predictors.evaluate import _checkpoint
+
+    _save_fresh_checkpoint(tmp_path / "run", tiny)
+    monkeypatch.chdir(tmp_path)
+    ckpt, info = _checkpoint(tiny, "run")
+    assert ckpt.is_absolute() and ckpt.is_dir() and info["step"] >= 0
