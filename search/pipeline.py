@@ -69,6 +69,7 @@ class PipelineConfig:
         eval_steps: DDIM steps per video.
         eval_noise_floor: subnets per resolution evaluated twice, for the noise-floor tau.
         eval_cpus_per_trial: Ray resources per trial (1 on a 2-core machine: two trials at a time).
+        fit_folds: cross-validation folds of the predictor fit.
         search_budget_ms: the latency budget of the bundled search.
     """
 
@@ -87,6 +88,7 @@ class PipelineConfig:
     eval_steps: int = 10
     eval_noise_floor: int = 3
     eval_cpus_per_trial: float = 1.0
+    fit_folds: int = 5
     search_budget_ms: float = 200.0
 
     @classmethod
@@ -216,7 +218,7 @@ def stage_fit(ctx: Context) -> dict[str, Any]:
     from sned.predictors.accuracy import AccuracyPredictor, read_fvd_table
 
     table, meta = read_fvd_table(ctx.paths["evaluate"], ctx.space)
-    predictor = AccuracyPredictor.fit(ctx.space, table, seed=ctx.cfg.seed, table_meta=meta,
+    predictor = AccuracyPredictor.fit(ctx.space, table, folds=ctx.cfg.fit_folds, seed=ctx.cfg.seed, table_meta=meta,
                                       command=" ".join(sys.argv), progress=ctx.progress)
     predictor.save(ctx.paths["fit"])
     return {"model": predictor.kind, "metrics": predictor.metrics}

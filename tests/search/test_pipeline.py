@@ -1,0 +1,57 @@
+"""`sned pipeline`: stages, markers, resume, and artifacts of the same schema as the bundled ones."""
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sned.search.cli import main
+from sned.search.pipeline import STAGES, PipelineConfig
+from sned.supernet.errors import UserError
+
+TINY = Path(str(resources.files("sned.experiments") / "tiny.yaml"))
+
+
+def test_pipeline_section_is_strict():
+    assert PipelineConfig.from_experiment({"pipeline": {"seed": 3}}).seed == 3
+    with pytest.raises(UserError, match="unknown key 'sed'"):
+        PipelineConfig.from_experiment({"pipeline": {"sed": 3}})
+    with pytest.raises(UserError, match="pipeline.eval_videos = 'many': expected int"):
+        PipelineConfig.from_experiment({"pipeline": {"eval_videos": "many"}})
+
+
+def test_unknown_stage_is_one_line(capsys, tmp_path):
+    assert main(["pipeline", "tiny", "--stages", "data,trian", "--out", str(tmp_path)]) == 2
+    assert "unknown stage(s) ['trian']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pipeline_from_scratch_resumes_and_matches_the_bundled_schema(tmp_path, capsys):
+    """A shrunken tiny (same space): every stage runs; a second run skips them all."""
+    config = yaml.safe_load(TINY.read_text())
+    config["train"].update(steps=6, image_steps=2, sampling_warmup_steps=2, checkpoint_every=3, max_batch=4)
+    config["pipeline"] = {"seed": 0, "data_videos": 6, "data_frames": 8, "data_size": 32, "latency_repeats": 2,
+                          "latency_validate": 4, "eval_subnets": 2, "eval_videos": 2, "eval_steps": 2,
+                          "eval_noise_floor": 0, "fit_folds": 2, "search_budget_ms": 400.0}
+    experiment = tmp_path / "tiny.yaml"
+    experiment.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["pipeline", str(experiment), "--out", str(out), "--quiet"]) == 0
+    for stage in STAGES:
+        assert (out / "stages" / f"{stage}.json").exists(), stage
+    # same schema and space as the bundled artifacts
+    bundled = Path(str(resources.files("sned.experiments") / "tiny"))
+    for name in ("fvd.parquet", "latency-cpu.parquet"):
+        new, old = pd.read_parquet(out / name), pd.read_parquet(bundled / name)
+        assert list(new.columns) == list(old.columns) and (new.dtypes == old.dtypes).all(), name
+    predictor = json.loads((out / "stages" / "fit.json").read_text())
+    assert predictor["space_hash"] == json.loads((bundled / "provenance.json").read_text())[
+        "predictor.npz"]["space_hash"]
+    assert (out / "search" / "report.html").exists()
+    capsys.readouterr()
+    # a second run finds every stage done and redoes nothing (e.g. after a kill in a later stage)
+    assert main(["pipeline", str(experiment), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("done earlier") == len(STAGES)
