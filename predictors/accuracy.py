@@ -22,7 +22,6 @@ metadata: no pickle anywhere. Importing this module imports neither torch, nor s
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from sned.supernet.errors import UserError
+from sned.supernet.files import file_sha256
 from sned.supernet.space import Arch, SearchSpace, SpaceError, arch_id, canonical_json, parse_space_spec
 
 if TYPE_CHECKING:  # pandas is only needed to read tables and fit, never to predict
@@ -56,15 +56,6 @@ _META_KEY = "__meta__.json"  # the one non-numeric npz entry: UTF-8 JSON as a ui
 
 
 # ----------------------------------------------------------------------------- the sampled-FVD table
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes (hex), streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_table_space(meta: Mapping[str, Any], space: SearchSpace, where: str = "FVD table") -> None:

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sned.supernet.errors import UserError
+from sned.supernet.files import file_sha256
 
 WEIGHTS_ENV = "SNED_I3D_WEIGHTS"
 RANDOM_NAME = "i3d-random"
@@ -209,15 +210,6 @@ def _state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
 
 
 # ----------------------------------------------------------------------------- weights
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 hex digest of a file (streamed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_torchscript(path: Path) -> bool:

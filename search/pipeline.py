@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from sned.supernet.errors import UserError
+from sned.supernet.files import write_json_atomic
 from sned.supernet.space import SearchSpace, load_experiment, load_space
 
 STAGES = ("data", "train", "latency", "evaluate", "fit", "search", "report")
@@ -280,9 +280,7 @@ def run_pipeline(experiment: str, out: str | Path, stages: Sequence[str] = STAGE
         extra = STAGE_FUNCTIONS[stage](ctx)
         record = provenance(ctx, stage, time.perf_counter() - start, {"result": extra})
         done.parent.mkdir(exist_ok=True)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        os.replace(tmp, done)
+        write_json_atomic(done, json.loads(json.dumps(record, default=str)))
         records[stage] = record
         log(f"[{i}/{len(ordered)}] {stage}: done in {record['seconds']:.0f} s")
     return records
@@ -313,7 +311,7 @@ def bundle(experiment: str, out: str | Path, device: str = "cpu") -> Path:
         records["train-metrics.csv"] = records.get("train", {})
     if (out / "train").exists():
         records["samples"] = _bundle_samples(out / "train", target / "samples", path)
-    (target / "provenance.json").write_text(json.dumps(records, indent=2, default=str) + "\n")
+    write_json_atomic(target / "provenance.json", json.loads(json.dumps(records, default=str)))
     return target
 
 

@@ -18,7 +18,6 @@ No pickle anywhere. A checkpoint is written into a hidden temporary folder and r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -36,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sned.supernet.errors import UserError
+from sned.supernet.files import file_sha256, write_json_atomic
 from sned.supernet.space import SearchSpace, SpaceError, parse_space_spec
 
 FORMAT = "sned-supernet-checkpoint"
@@ -45,13 +45,7 @@ WEIGHTS, OPTIMIZER, STATE = "weights.safetensors", "optimizer.safetensors", "sta
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = file_sha256  # the checkpoint's name for it
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -108,14 +102,6 @@ def _optimizer_join(tensors: Mapping[str, torch.Tensor], groups: list[dict[str, 
 # ----------------------------------------------------------------------------- save
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def _tensors(module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
     return {f"{prefix}.{k}": v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
 
@@ -149,7 +135,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, ema:
                    "optimizer": {"param_groups": groups}, "rng": rng_states(),
                    "files": {WEIGHTS: sha256_file(tmp / WEIGHTS), OPTIMIZER: sha256_file(tmp / OPTIMIZER)},
                    "torch_version": torch.__version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        _write_json(tmp / STATE, payload)
+        write_json_atomic(tmp / STATE, payload, indent=1)
         if final.exists():  # the same step written again (a resumed run re-reaching it): replace it whole
             shutil.rmtree(final)
         os.replace(tmp, final)

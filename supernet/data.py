@@ -22,8 +22,6 @@ import colorsys
 import json
 import logging
 import operator
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sned.supernet.errors import UserError
+from sned.supernet.files import write_json_atomic
 from sned.supernet.video_io import VIDEO_SUFFIXES, list_videos, read_frames, write_video
 
 if TYPE_CHECKING:  # only for annotations; torch is imported lazily at run time
@@ -248,14 +247,6 @@ def _plan(n: int) -> list[tuple[str, int]]:
     return [(CLASS_NAMES[i % len(CLASS_NAMES)], i // len(CLASS_NAMES)) for i in range(n)]
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def _check_synth_args(out: Path, n: int, frames: int, size: int, fps: int, seed: int) -> None:
     for name, value, low in (("n", n, 1), ("frames", frames, 1), ("size", size, 8), ("fps", fps, 1), ("seed", seed, 0)):
         if int(value) != value or value < low:
@@ -330,7 +321,7 @@ def _synthesize(out: Path, n: int, frames: int, size: int, seed: int, fps: int,
     counts = {name: sum(1 for c, _ in plan if c == name) for name in CLASS_NAMES}
     manifest = {"generator": GENERATOR, "version": GENERATOR_VERSION, "args": settings,
                 "classes": list(CLASS_NAMES), "counts": counts, "videos": n, "complete": False}
-    _write_json(out / MANIFEST, manifest)  # first, so an interrupted run is still recognised on resume
+    write_json_atomic(out / MANIFEST, manifest)  # first, so an interrupted run is still recognised on resume
     paths, written = [], 0
     with tqdm(plan, desc=f"synth {out.name}", unit="video", disable=not progress) as bar:
         for class_name, index in bar:
@@ -340,7 +331,7 @@ def _synthesize(out: Path, n: int, frames: int, size: int, seed: int, fps: int,
                 written += 1
             paths.append(path)
             bar.set_postfix(new=written, kept=len(paths) - written, refresh=False)
-    _write_json(out / MANIFEST, manifest | {"complete": True})
+    write_json_atomic(out / MANIFEST, manifest | {"complete": True})
     return paths, written
 
 

@@ -72,6 +72,7 @@ from sned.supernet.config import (
     train_config_from_dict,
 )
 from sned.supernet.errors import UserError
+from sned.supernet.files import write_json_atomic
 from sned.supernet.sampler import UniformSampler, make_sampler, resolution_at
 from sned.supernet.space import SearchSpace, arch_id, load_space
 
@@ -236,14 +237,6 @@ class _StepBatches:
 
 
 # ----------------------------------------------------------------------------- run folder
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _truncate_metrics(path: Path, keep_through: int) -> None:
@@ -432,7 +425,7 @@ def train_loop(plan: _Plan, rank: int = 0, world_size: int = 1, device: torch.de
     writer, metrics_file, csv_writer = None, None, None
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / RUN_FILE, {"experiment": space.name, "space_hash": space.hash, "seed": seed,
+        write_json_atomic(out / RUN_FILE, {"experiment": space.name, "space_hash": space.hash, "seed": seed,
                                      "data": str(Path(settings.data).resolve()), "steps": total,
                                      "workers": world_size, "config": config_to_dict(cfg)})
         _truncate_metrics(out / METRICS_FILE, start)

@@ -4,7 +4,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from sned.search.cli import main
 from sned.search.output import read_run
@@ -26,20 +25,10 @@ def test_verify_needs_checkpoint_and_data(capsys):
 
 
 @pytest.mark.slow
-def test_verify_end_to_end(tmp_path, capsys):
-    from sned.supernet.checkpoint import save_checkpoint
+def test_verify_end_to_end(tmp_path, capsys, checkpoint_writer):
     from sned.supernet.data import synthesize
-    from sned.supernet.model import Supernet
-    from sned.supernet.space import load_space
 
-    torch.manual_seed(0)
-    space = load_space("tiny")
-    net = Supernet(space)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    state = {"experiment": "tiny", "space": space.to_dict(), "space_hash": space.hash, "config": {"prediction": "v"}}
-    save_checkpoint(tmp_path / "run", 1, net, net, torch.optim.AdamW(net.parameters()), state)
+    checkpoint_writer(tmp_path / "run")
     synthesize(tmp_path / "data", 4, 8, 32, 0, progress=False)
     out = tmp_path / "search"
     code = main(["search", "--analytic", "--res", "32", "--budget-ms", "1000", "--verify", "2", "--ckpt",

@@ -7,26 +7,15 @@ import pytest
 import torch
 
 from sned.search.cli import main
-from sned.supernet.checkpoint import save_checkpoint
 from sned.supernet.export import export_subnet, load_exported
-from sned.supernet.model import Supernet
-from sned.supernet.space import arch_id, load_space
+from sned.supernet.space import arch_id
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, checkpoint_writer):
     """A checkpoint of a randomly perturbed tiny supernet, written by the training code's own saver."""
-    torch.manual_seed(0)
-    space = load_space("tiny")
-    net = Supernet(space)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
     run = tmp_path_factory.mktemp("run")
-    optimizer = torch.optim.AdamW(net.parameters())
-    state = {"experiment": "tiny", "space": space.to_dict(), "space_hash": space.hash, "config": {"prediction": "v"}}
-    save_checkpoint(run, 1, net, net, optimizer, state)
-    return run, net
+    return run, checkpoint_writer(run)
 
 
 def test_export_round_trip_equals_supernet(run_dir, tmp_path):
