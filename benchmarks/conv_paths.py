@@ -6,23 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from elastic_overhead import median_ms  # the sibling script (benchmarks/ is on sys.path when run)
 
 from sned.supernet.ops.conv import conv3d
-
-
-def median_ms(fn, repeats: int = 10) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:
@@ -37,8 +26,8 @@ def main() -> None:
             x = torch.randn(1, channels, args.frames, side, side)
             for kernel, padding in [((1, 3, 3), (0, 1, 1)), ((3, 1, 1), (1, 0, 0))]:
                 w, b = torch.randn(channels, channels, *kernel), torch.randn(channels)
-                dense = median_ms(lambda: F.conv3d(x, w, b, (1, 1, 1), padding))  # noqa: B023
-                ours = median_ms(lambda: conv3d(x, w, b, (1, 1, 1), padding))  # noqa: B023
+                dense = median_ms(lambda: F.conv3d(x, w, b, (1, 1, 1), padding), 10)  # noqa: B023
+                ours = median_ms(lambda: conv3d(x, w, b, (1, 1, 1), padding), 10)  # noqa: B023
                 print(f"{channels:>8} {side:>5} {'x'.join(map(str, kernel)):>8} {dense:>12.2f} {ours:>15.2f} "
                       f"{dense / ours:>8.2f}x")
 

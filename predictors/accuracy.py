@@ -238,7 +238,8 @@ def features(space: SearchSpace, X: np.ndarray) -> np.ndarray:
     for i, g in enumerate(space.genes):
         if len(g.choices) >= 3:
             cols.append((X[:, i, None] == np.arange(len(g.choices))[None]).astype(np.float64))
-    cost = np.stack([np.log(space.params(X).astype(np.float64)), np.log(space.flops(X))], axis=1)
+    params, flops = space.costs(X)
+    cost = np.stack([np.log(params.astype(np.float64)), np.log(flops)], axis=1)
     return np.concatenate([*cols, cost], axis=1)
 
 

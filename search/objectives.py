@@ -84,12 +84,13 @@ def evaluate(space: SearchSpace, predictors: Predictors, X: np.ndarray) -> dict[
     n = len(X)
     latency = np.asarray(predictors.latency_ms(X), dtype=np.float64).reshape(-1)
     mean, std = predictors.fvd(X)
+    params, flops = space.costs(X)
     cols = {
         "latency_ms": latency,
         "fvd_pred": np.asarray(mean, dtype=np.float64).reshape(-1),
         "fvd_std": np.asarray(std, dtype=np.float64).reshape(-1),
-        "params": space.params(X).astype(np.int64),
-        "gflops": space.flops(X) / 1e9,
+        "params": params.astype(np.int64),
+        "gflops": flops / 1e9,
     }
     for name in ("latency_ms", "fvd_pred", "fvd_std"):
         if cols[name].shape != (n,):
@@ -129,8 +130,8 @@ class AnalyticPredictors:
         return self.fixed_ms + self.ms_per_gflop * self.space.flops(X) / 1e9
 
     def fvd(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        params = self.space.params(X).astype(np.float64)
-        gflops = self.space.flops(X) / 1e9
+        params, flops = self.space.costs(X)
+        params, gflops = params.astype(np.float64), flops / 1e9
         mean = self.fvd_at_unit - self.params_slope * np.log(params / 1e6) - self.gflops_slope * np.log(gflops)
         return mean, self.relative_std * mean
 

@@ -519,12 +519,20 @@ class SearchSpace:
         T = self.spec.time_embed_dim  # sinusoidal features -> Linear(T, T) -> SiLU -> Linear(T, T)
         return 2 * (T * T + T)
 
+    def costs(self, archs: Arch | Sequence[Arch] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(params, flops)`` of each arch from one walk of the network (see :meth:`params`, :meth:`flops`)."""
+        X = self._as_matrix(archs)
+        temb = self.spec.time_embed_dim
+        params = np.full(len(X), self.fixed_params(), dtype=np.int64)
+        flops = np.full(len(X), 2.0 * self.fixed_params(), dtype=np.float64)  # timestep MLP: MACs = params
+        for slot in self.slots(X):
+            params += np.where(slot.active, _slot_params(slot, temb), 0)
+            flops += np.where(slot.active, 2.0 * _slot_macs(slot, temb), 0.0)
+        return params, flops
+
     def params(self, archs: Arch | Sequence[Arch] | np.ndarray) -> np.ndarray:
         """Exact parameter count of each arch's extracted subnet, ``(n,)`` int64."""
-        total = np.full(len(self._as_matrix(archs)), self.fixed_params(), dtype=np.int64)
-        for slot in self.slots(archs):
-            total += np.where(slot.active, _slot_params(slot, self.spec.time_embed_dim), 0)
-        return total
+        return self.costs(archs)[0]
 
     def flops(self, archs: Arch | Sequence[Arch] | np.ndarray) -> np.ndarray:
         """FLOPs (2 x multiply-accumulates) of one UNet forward at batch 1, ``(n,)`` float64.
@@ -532,19 +540,13 @@ class SearchSpace:
         Counts convolutions, linear layers and attention matmuls; norms, activations and additions
         (well under 1 % here) are left out, as fvcore and most papers do.
         """
-        n = len(self._as_matrix(archs))
-        total = np.full(n, 2.0 * self.fixed_params(), dtype=np.float64)  # timestep MLP, ~MACs = params
-        for slot in self.slots(archs):
-            total += np.where(slot.active, 2.0 * _slot_macs(slot, self.spec.time_embed_dim), 0.0)
-        return total
+        return self.costs(archs)[1]
 
     def summary(self) -> dict:
         """Choices, size and the params/GFLOPs range per resolution (what ``sned space show`` prints)."""
         per_res = {}
         for res in self.resolutions:
-            lo, hi = self.smallest(res), self.largest(res)
-            p = self.params([lo, hi])
-            f = self.flops([lo, hi])
+            p, f = self.costs([self.smallest(res), self.largest(res)])
             per_res[res] = {"archs": self.count(res), "params_min": int(p[0]), "params_max": int(p[1]),
                             "gflops_min": float(f[0] / 1e9), "gflops_max": float(f[1] / 1e9),
                             "unet_input": [self.spec.unet_channels, self.spec.unet_frames,
