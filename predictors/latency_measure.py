@@ -279,7 +279,11 @@ class Session:
         if key.kind == "up":
             x = self.randn(b, key.c_in, F, s // 2, s // 2)
             return lambda: block(x)
-        x = self.randn(b, key.c_in, F, s, s)  # attn, down, head
+        if key.kind == "head":  # the patch features and the full-resolution input of the pixel path
+            side = s * spec.patch_size
+            h, x = self.randn(b, key.c_in, F, s, s), self.randn(b, spec.unet_channels, F, side, side)
+            return lambda: block(h, x, temb)
+        x = self.randn(b, key.c_in, F, s, s)  # attn, down
         return lambda: block(x)
 
     def subnet_callable(self, arch: Arch) -> Callable[[], torch.Tensor]:

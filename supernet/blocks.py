@@ -198,25 +198,52 @@ class Stem(ElasticBlock):
 
 
 class Head(ElasticBlock):
-    """GroupNorm-SiLU-conv 1x3x3 back to the data channels, then depth-to-space by ``patch``."""
+    """GroupNorm-SiLU-conv 1x3x3 to the data channels of a patch, depth-to-space by ``patch``, then a
+    full-resolution pixel path.
 
-    def __init__(self, channels: int, data_channels: int, patch: int):
+    A space-to-depth stem leaves no full-resolution path: every pixel of a ``patch x patch`` cell
+    has to pass through the first stage's width, and the noise of a ``p x p`` patch carries
+    ``c * p * p`` independent values. With ``pixel_channels > 0`` the head also reads the network's
+    input ``x`` at full resolution: a 1x3x3 conv to ``pixel_channels`` features, a timestep
+    scale-shift (the features must know the noise level), SiLU, and a zero-initialised 1x3x3 conv of
+    ``[features | patch output]`` added to the patch output. It is fixed-size (shared by every subnet).
+
+    Spec: the active width of the first stage.
+    """
+
+    def __init__(self, channels: int, data_channels: int, patch: int, time_embed_dim: int = 0,
+                 pixel_channels: int = 0):
         super().__init__()
-        self.patch = patch
+        self.patch, self.data_channels, self.time_embed_dim = patch, data_channels, time_embed_dim
+        self.pixel_channels = pixel_channels
         self.norm = ElasticGroupNorm((channels,))
         self.conv = ElasticConv3d((channels,), data_channels * patch * patch, (1, 3, 3), padding=(0, 1, 1),
                                   zero_init=True)
+        if pixel_channels:
+            P, D = pixel_channels, data_channels
+            self.pixel_in = ElasticConv3d((D,), P, (1, 3, 3), padding=(0, 1, 1))
+            self.pixel_emb = ElasticLinear(time_embed_dim, (P, P))  # scale | shift
+            self.pixel_out = ElasticConv3d((P, D), D, (1, 3, 3), padding=(0, 1, 1), zero_init=True)
 
     def child_specs(self, c: int) -> dict[str, Any]:
-        return {"norm": (c,), "conv": ((c,), self.conv.out_channels)}
+        specs = {"norm": (c,), "conv": ((c,), self.conv.out_channels)}
+        if self.pixel_channels:
+            P, D = self.pixel_channels, self.data_channels
+            specs |= {"pixel_in": ((D,), P), "pixel_emb": (self.time_embed_dim, (P, P)), "pixel_out": ((P, D), D)}
+        return specs
 
     def static_kwargs(self, c: int) -> dict[str, Any]:
         return {"patch": self.patch}
 
     @staticmethod
-    def compute(ops: Ops, x: torch.Tensor, patch: int) -> torch.Tensor:
-        x = ops["conv"](F.silu(ops["norm"](x)))
-        return rearrange(x, "b (c p1 p2) f h w -> b c f (h p1) (w p2)", p1=patch, p2=patch)
+    def compute(ops: Ops, h: torch.Tensor, x: torch.Tensor, temb: torch.Tensor, patch: int) -> torch.Tensor:
+        y = ops["conv"](F.silu(ops["norm"](h)))
+        y = rearrange(y, "b (c p1 p2) f h w -> b c f (h p1) (w p2)", p1=patch, p2=patch)
+        if "pixel_in" not in ops:
+            return y
+        scale, shift = ops["pixel_emb"](F.silu(temb))[:, :, None, None, None].chunk(2, dim=1)
+        features = F.silu(ops["pixel_in"](x) * (1 + scale) + shift)  # (b, P, f, H, W) at full resolution
+        return y + ops["pixel_out"](torch.cat([features, y], dim=1))
 
 
 class TimeEmbedding(nn.Module):

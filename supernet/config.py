@@ -44,6 +44,7 @@ class TrainConfig:
     image_steps: int = 0  # first steps on single frames with the temporal layers bypassed
     base_batch: int = 2  # clips per step at the largest resolution
     max_batch: int = 32  # cap of the scaled batch at small resolutions
+    resolution_weights: tuple[float, ...] = ()  # how often each resolution is drawn (empty: uniform)
     lr: float = 2e-4
     lr_warmup_steps: int = 50  # linear learning-rate warm-up from 0
     lr_schedule: LRSchedule = "constant"  # after warm-up; "cosine" decays to lr_min
@@ -62,7 +63,10 @@ class TrainConfig:
     sandwich: bool = False  # largest + smallest + sampled arch per step, gradients accumulated
     frame_stride: int = 1  # take every n-th frame of a video
     data_workers: int = 0  # DataLoader processes per rank
+    cache_videos: bool = False  # keep decoded videos in memory (small datasets; saves decoding every step)
     dtype: DType = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU
+    val_videos: int = 24  # videos held out of training for the validation loss (0: no validation)
+    val_every: int = 500  # steps between held-out validations (and one at the end)
     checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
     keep_checkpoints: int = 2  # newest checkpoints kept in the run folder
     log_every: int = 1  # steps between TensorBoard points (the CSV has every step)
@@ -84,7 +88,7 @@ def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
     if get_origin(tp) is tuple:
-        return f"a list of {len(get_args(tp))} numbers"
+        return "a list of numbers" if get_args(tp)[1:] == (Ellipsis,) else f"a list of {len(get_args(tp))} numbers"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -96,7 +100,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value in get_args(tp) and isinstance(value, str):
             return value
         raise UserError(f"{where} = {value!r}: expected one of {list(get_args(tp))}")
-    if origin is tuple:
+    if origin is tuple and get_args(tp)[1:] == (Ellipsis,):  # tuple[float, ...]: any length
+        if isinstance(value, (list, tuple)):
+            return tuple(_coerce(v, get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value))
+    elif origin is tuple:
         items = get_args(tp)
         if isinstance(value, (list, tuple)) and len(value) == len(items):
             return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items, strict=True)))
@@ -115,7 +122,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return ok
 
 
-_NON_NEGATIVE = {"image_steps", "lr_warmup_steps", "ema_start", "sampling_warmup_steps", "data_workers", "lr_min",
+_NON_NEGATIVE = {"val_videos", "image_steps", "lr_warmup_steps", "ema_start", "sampling_warmup_steps", "data_workers", "lr_min",
                  "weight_decay", "grad_clip", "eta", "keep_checkpoints"}
 
 
@@ -157,8 +164,8 @@ def _check(cfg: Any, where: str) -> None:
 
 def train_config_from_dict(section: Mapping | None, where: str = "train") -> TrainConfig:
     """A :class:`TrainConfig` from a mapping (e.g. a checkpoint's saved config)."""
-    if isinstance(section, Mapping) and "adam_betas" in section:
-        section = dict(section) | {"adam_betas": list(section["adam_betas"])}
+    if isinstance(section, Mapping):
+        section = dict(section) | {k: list(section[k]) for k in ("adam_betas", "resolution_weights") if k in section}
     return _from_section(TrainConfig, section, where)
 
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import copy
 import json
 import logging
 import operator
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -422,12 +423,16 @@ class VideoClipDataset:
         size: clip height and width ``s`` in pixels.
         stride: take every ``stride``-th frame.
         seed: seeds the clip start positions.
+        cache: keep every video's decoded frames in memory after its first read (small datasets:
+            the synthetic default is ~0.5 GB at 128 px); views made by :meth:`subset` or
+            ``copy.copy`` share the cache.
 
     Raises:
         UserError: the folder is missing or holds no usable video.
     """
 
-    def __init__(self, root: str | Path, frames: int, size: int, stride: int = 1, seed: int = 0) -> None:
+    def __init__(self, root: str | Path, frames: int, size: int, stride: int = 1, seed: int = 0,
+                 cache: bool = False) -> None:
         from tqdm import tqdm
 
         for name, value, low in (("frames", frames, 1), ("size", size, 1), ("stride", stride, 1), ("seed", seed, 0)):
@@ -436,6 +441,7 @@ class VideoClipDataset:
         self.root = Path(root)
         self.frames, self.size, self.stride, self.seed = int(frames), int(size), int(stride), int(seed)
         self.epoch = 0
+        self.cache: dict[Path, np.ndarray] | None = {} if cache else None
         if not self.root.is_dir():
             what = "is not a folder" if self.root.exists() else "does not exist"
             raise UserError(f"video folder {self.root} {what}")
@@ -499,10 +505,23 @@ class VideoClipDataset:
         index %= len(self)
         start = self.start_frame(index, epoch)
         indices = list(range(start, start + self.clip_span, self.stride))
-        frames = read_frames(self.paths[index], indices)  # (f, h, w, 3) uint8
+        if self.cache is not None:  # whole videos decoded once, shared by subset/resolution views
+            path = self.paths[index]
+            if path not in self.cache:
+                self.cache[path] = read_frames(path, list(range(self.frame_counts[index])))
+            frames = self.cache[path][indices]
+        else:
+            frames = read_frames(self.paths[index], indices)  # (f, h, w, 3) uint8
         clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (f, c, h, w)
         clip = _resize_square(clip, self.size)
         return (clip.permute(1, 0, 2, 3) / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()  # (c, f, s, s)
+
+    def subset(self, indices: Sequence[int]) -> VideoClipDataset:
+        """A view of the videos at ``indices`` (in that order); clip positions are seeded by the new index."""
+        view = copy.copy(self)
+        view.paths = [self.paths[i] for i in indices]
+        view.frame_counts = [self.frame_counts[i] for i in indices]
+        return view
 
     def __repr__(self) -> str:
         return (f"VideoClipDataset({str(self.root)!r}, frames={self.frames}, size={self.size}, "

@@ -64,7 +64,7 @@ def unet_forward(block: Callable[[str], Callable | None], x: torch.Tensor, temb:
         if s < n_stages - 1:
             h = block(f"up{s}.upsample")(h)
         h = run_stage("up", s, torch.cat([h, skips[s]], dim=1))  # block 0 slices [up | skip] separately
-    return block("head")(h)
+    return block("head")(h, x, temb)
 
 
 class Supernet(nn.Module):
@@ -102,7 +102,7 @@ class Supernet(nn.Module):
             elif slot.kind == "up":
                 module = Upsample(c_out)
             elif slot.kind == "head":
-                module = Head(c_in, data, spec.patch_size)
+                module = Head(c_in, data, spec.patch_size, spec.time_embed_dim, spec.pixel_channels)
             else:  # pragma: no cover - the space only produces the kinds above
                 raise AssertionError(slot.kind)
             blocks[_key(slot.name)] = module

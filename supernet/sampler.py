@@ -21,6 +21,7 @@ run compares with its own.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -157,9 +158,20 @@ def make_sampler(space: SearchSpace, seed: int, kind: str = "dynamic", *, cost: 
     raise SpaceError(f"sampler = {kind!r}; valid: ['dynamic', 'uniform']")
 
 
-def resolution_at(space: SearchSpace, seed: int, step: int) -> int:
-    """The resolution of a step (uniform over the space's resolutions, seeded by ``(seed, step)``)."""
-    return int(space.resolutions[int(step_rng(seed, step, 0).integers(len(space.resolutions)))])
+def resolution_at(space: SearchSpace, seed: int, step: int, weights: Sequence[float] | None = None) -> int:
+    """The resolution of a step, seeded by ``(seed, step)``: uniform, or drawn with ``weights``.
+
+    ``weights`` (one per resolution of the space, any positive scale) set how often each resolution
+    is trained; an empty sequence or None means uniform.
+    """
+    rng = step_rng(seed, step, 0)
+    if not weights:
+        return int(space.resolutions[int(rng.integers(len(space.resolutions)))])
+    p = np.asarray(weights, dtype=np.float64)
+    if p.shape != (len(space.resolutions),) or (p < 0).any() or p.sum() <= 0:
+        raise SpaceError(f"resolution weights {list(weights)}: expected {len(space.resolutions)} non-negative "
+                         f"numbers (one per resolution {list(space.resolutions)}) with a positive sum")
+    return int(space.resolutions[int(rng.choice(len(p), p=p / p.sum()))])
 
 
 __all__ = ["DynamicCostSampler", "ENUMERATE_LIMIT", "UniformSampler", "make_sampler", "resolution_at", "step_rng"]

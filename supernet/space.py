@@ -79,6 +79,7 @@ class SpaceSpec:
     channels: int = 3  # data channels of a pixel-space video
     patch_size: int = 1  # space-to-depth factor of the stem (pixel shuffle in the head)
     head_dim: int = 32  # attention head size; heads = width / head_dim
+    pixel_channels: int = 0  # width of the head's full-resolution pixel path (0: none); see blocks.Head
     time_embed_dim: int = 128  # width of the timestep MLP (fixed part)
     latent: LatentSpec | None = None
     name: str = "space"
@@ -117,6 +118,13 @@ def _positive_int(section: Mapping, key: str, where: str, default: int) -> int:
     value = section.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise SpaceError(f"{where}.{key} = {value!r}: expected a positive integer")
+    return value
+
+
+def _non_negative_int(section: Mapping, key: str, where: str, default: int) -> int:
+    value = section.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SpaceError(f"{where}.{key} = {value!r}: expected an integer >= 0")
     return value
 
 
@@ -164,6 +172,7 @@ def parse_space_spec(section: Mapping, name: str = "space") -> SpaceSpec:
         channels=_positive_int(section, "channels", "space", 3),
         patch_size=_positive_int(section, "patch_size", "space", 1),
         head_dim=head_dim,
+        pixel_channels=_non_negative_int(section, "pixel_channels", "space", 0),
         time_embed_dim=_positive_int(section, "time_embed_dim", "space", 128),
         latent=latent,
         name=str(section.get("name", name)),
@@ -213,6 +222,8 @@ class Slot:
     frames: int
     head_dim: int = 32
     segments: tuple[np.ndarray, ...] = ()
+    patch_size: int = 1  # head only: depth-to-space factor
+    pixel_channels: int = 0  # head only: width of its full-resolution pixel path
 
     def __post_init__(self):
         if not self.segments:
@@ -509,7 +520,8 @@ class SearchSpace:
                     out.append(Slot(f"up{s}.block{b}.attn", "attn", active & (attn[s][b] == 1), widths[s],
                                     widths[s], size, F, spec.head_dim))
             below = widths[s]
-        out.append(Slot("head", "head", ones, widths[0], full(cin_data), size0, F, spec.head_dim))
+        out.append(Slot("head", "head", ones, widths[0], full(cin_data), size0, F, spec.head_dim,
+                        patch_size=spec.patch_size, pixel_channels=spec.pixel_channels))
         return out
 
     # ------------------------------------------------------------------ analytic cost
@@ -575,7 +587,9 @@ def _slot_params(slot: Slot, temb: int) -> np.ndarray:
     if slot.kind == "stem":
         return 9 * ci * co + co
     if slot.kind == "head":
-        return 2 * ci + 9 * ci * co + co
+        P, D = slot.pixel_channels, co // slot.patch_size**2
+        pixel = (9 * D * P + P) + (temb * 2 * P + 2 * P) + (9 * (P + D) * D + D) if P else 0
+        return 2 * ci + 9 * ci * co + co + pixel
     raise AssertionError(slot.kind)
 
 
@@ -596,8 +610,13 @@ def _slot_macs(slot: Slot, temb: int) -> np.ndarray:
         return 9 * co * co * N / 4
     if slot.kind == "up":
         return 9 * co * co * N  # conv after nearest upsampling, at the output size
-    if slot.kind in ("stem", "head"):
+    if slot.kind == "stem":
         return 9 * ci * co * N
+    if slot.kind == "head":
+        P, D = slot.pixel_channels, co // slot.patch_size**2
+        pixels = N * slot.patch_size**2  # the pixel path runs at full resolution
+        pixel = 9 * D * P * pixels + temb * 2 * P + 9 * (P + D) * D * pixels if P else 0
+        return 9 * ci * co * N + pixel
     raise AssertionError(slot.kind)
 
 

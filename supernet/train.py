@@ -4,7 +4,8 @@
 
 Every step (see :func:`train_loop`):
 
-1. picks a resolution of the space, seeded by ``(seed, step)`` (superposition over resolutions),
+1. picks a resolution of the space, seeded by ``(seed, step)`` (superposition over resolutions;
+   uniform, or as often as ``train.resolution_weights`` say),
    and a batch sized so every step carries a similar number of pixels:
    ``min(max_batch, base_batch * (max_res / res)**2)``;
 2. picks the subnet(s) with the arch sampler (:mod:`sned.supernet.sampler`: dynamic cost buckets
@@ -27,9 +28,15 @@ it searches the graph every step (``find_unused_parameters``). Because every ran
 subnet, the set of parameters with a gradient is the same on every rank, so the loop all-reduces
 exactly those gradients itself, as one flat buffer (:func:`all_reduce_gradients`).
 
+**Validation** (:mod:`sned.supernet.validation`): ``train.val_videos`` videos are held out of
+training; every ``train.val_every`` steps and at the end, the EMA weights of the largest and the
+smallest subnet are scored on fixed clips, noise and timesteps (t = 50, 200, 500, 800) at every
+resolution. The predict-zero and per-pixel reference levels are printed once at the start.
+
 Outputs in the run folder: ``run.json`` (settings), ``metrics.csv`` (one row per step: step, loss,
-resolution, batch, arch id, learning rate, seconds, ...), ``tb/`` (TensorBoard) and
-``checkpoints/step-XXXXXXXX/`` (:mod:`sned.supernet.checkpoint`).
+resolution, batch, arch id, learning rate, seconds, ...), ``validation.csv`` (step, res, subnet,
+t, loss; the reference levels as subnets ``zero`` and ``per_pixel`` at step 0), ``tb/``
+(TensorBoard) and ``checkpoints/step-XXXXXXXX/`` (:mod:`sned.supernet.checkpoint`).
 """
 
 from __future__ import annotations
@@ -78,8 +85,9 @@ from sned.supernet.space import SearchSpace, arch_id, load_space
 
 logger = logging.getLogger(__name__)
 
-RUN_FILE, METRICS_FILE = "run.json", "metrics.csv"
+RUN_FILE, METRICS_FILE, VALIDATION_FILE = "run.json", "metrics.csv", "validation.csv"
 METRIC_FIELDS = ("step", "loss", "res", "batch", "arch_id", "lr", "seconds", "grad_norm", "stage")
+VALIDATION_FIELDS = ("step", "res", "subnet", "t", "loss")
 
 
 @dataclass(frozen=True)
@@ -239,7 +247,7 @@ class _StepBatches:
 # ----------------------------------------------------------------------------- run folder
 
 
-def _truncate_metrics(path: Path, keep_through: int) -> None:
+def _truncate_metrics(path: Path, keep_through: int, fields: Sequence[str] = METRIC_FIELDS) -> None:
     """Keep the CSV rows of steps ``<= keep_through`` (a killed run may have logged past its checkpoint)."""
     if not path.is_file():
         return
@@ -247,10 +255,20 @@ def _truncate_metrics(path: Path, keep_through: int) -> None:
         rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= keep_through]
     fd, tmp = tempfile.mkstemp(suffix=".csv", dir=path.parent)
     with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+
+
+def read_validation(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``validation.csv`` (step, res, subnet, t, loss); empty without validation."""
+    path = Path(run_dir) / VALIDATION_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{"step": int(r["step"]), "res": int(r["res"]), "subnet": r["subnet"], "t": int(r["t"]),
+                 "loss": float(r["loss"])} for r in csv.DictReader(f)]
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -275,8 +293,9 @@ class _Plan:
     seed: int
     total: int
     checkpoint: str | None  # resume from this checkpoint folder
-    dataset: Any  # the VideoClipDataset at the largest resolution
+    dataset: Any  # the training VideoClipDataset at the largest resolution
     sample_cfg: Any  # the experiment's sample: section, stored in checkpoints for `sned sample`
+    val_dataset: Any = None  # the held-out videos (None: no validation)
 
 
 def prepare(settings: TrainSettings) -> _Plan:
@@ -332,6 +351,10 @@ def prepare(settings: TrainSettings) -> _Plan:
         checkpoint = str(found[-1])
     seed = 0 if seed is None else int(seed)
     total = settings.steps if settings.steps is not None else cfg.steps
+    if cfg.resolution_weights and (len(cfg.resolution_weights) != len(space.resolutions)
+                                   or min(cfg.resolution_weights) < 0 or sum(cfg.resolution_weights) <= 0):
+        raise UserError(f"train.resolution_weights = {list(cfg.resolution_weights)}: expected "
+                        f"{len(space.resolutions)} non-negative numbers, one per resolution {list(space.resolutions)}")
     if cfg.image_steps >= total:
         logger.warning("train.image_steps = %d covers all %d steps: the temporal layers will not be trained",
                        cfg.image_steps, total)
@@ -341,8 +364,27 @@ def prepare(settings: TrainSettings) -> _Plan:
 
     # Scanned once here, at the largest resolution; an empty or unreadable folder fails here.
     dataset = VideoClipDataset(data, frames=space.frames, size=max(space.resolutions), stride=cfg.frame_stride,
-                               seed=seed)
-    return _Plan(settings, space, cfg, seed, total, checkpoint, dataset, load_sample_config(settings.experiment))
+                               seed=seed, cache=cfg.cache_videos)
+    train_index, val_index = split_held_out(len(dataset), cfg.val_videos)
+    val_dataset = dataset.subset(val_index) if val_index else None
+    if cfg.val_videos and not val_index:
+        logger.warning("%d videos are too few to hold out train.val_videos = %d; training without validation",
+                       len(dataset), cfg.val_videos)
+    return _Plan(settings, space, cfg, seed, total, checkpoint, dataset.subset(train_index),
+                 load_sample_config(settings.experiment), val_dataset)
+
+
+def split_held_out(n: int, val_videos: int) -> tuple[list[int], list[int]]:
+    """Training and held-out video indices: ``val_videos`` evenly spaced over the sorted videos.
+
+    Videos are listed in path order, i.e. grouped by class folder or class name, so evenly spaced
+    picks cover every class. Nothing is held out when fewer than ``2 * val_videos`` videos exist.
+    """
+    if val_videos <= 0 or n < 2 * val_videos:
+        return list(range(n)), []
+    held = sorted({int(round(i)) for i in np.linspace(0, n - 1, val_videos)})
+    chosen = set(held)
+    return [i for i in range(n) if i not in chosen], held
 
 
 def _sampler(plan: _Plan) -> UniformSampler:
@@ -364,6 +406,62 @@ def _device(name: str) -> torch.device:
 def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
     use_bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+
+class _Validation:
+    """Held-out loss of the largest and smallest subnet per resolution (rank 0), logged to validation.csv."""
+
+    def __init__(self, plan: _Plan, out: Path, start: int, device: torch.device, diffusion: Any):
+        from sned.supernet.validation import make_held_out, reference_losses
+
+        self.space, self.device, self.diffusion = plan.space, device, diffusion
+        self.held = {}
+        for res in self.space.resolutions:
+            view = copy.copy(plan.val_dataset)
+            view.size = int(res)
+            clips = torch.stack([view.clip(i, epoch=0) for i in range(len(view))])
+            self.held[res] = make_held_out(clips, res, plan.seed)
+        path = out / VALIDATION_FILE
+        _truncate_metrics(path, start, VALIDATION_FIELDS)
+        is_new = not path.is_file()
+        self.file = open(path, "a", newline="")  # noqa: SIM115 - closed by close()
+        self.csv = csv.DictWriter(self.file, fieldnames=VALIDATION_FIELDS)
+        self.references = {res: reference_losses(held, diffusion, seed=plan.seed) for res, held in self.held.items()}
+        if is_new:
+            self.csv.writeheader()
+            for res, refs in self.references.items():
+                for name, losses in refs.items():
+                    self.csv.writerows({"step": 0, "res": res, "subnet": name, "t": t, "loss": repr(v)}
+                                       for t, v in losses.items())
+            self.file.flush()
+
+    def reference_lines(self) -> list[str]:
+        from sned.supernet.validation import format_losses
+
+        n = len(next(iter(self.held.values())).clips)
+        return [f"reference held-out loss at {res} px ({n} clips): predict-zero {format_losses(refs['zero'])}; "
+                f"per-pixel (no context) {format_losses(refs['per_pixel'])}" for res, refs in self.references.items()]
+
+    def run(self, model: torch.nn.Module, step: int, use_temporal: bool, writer: Any) -> str:
+        from sned.supernet.validation import held_out_loss
+
+        parts = []
+        for res, held in self.held.items():
+            for name, arch in (("largest", self.space.largest(res)), ("smallest", self.space.smallest(res))):
+                losses = held_out_loss(lambda z, t, a=arch: model(z, t, a, use_temporal), held, self.diffusion,
+                                       device=self.device)
+                self.csv.writerows({"step": step, "res": res, "subnet": name, "t": t, "loss": repr(v)}
+                                   for t, v in losses.items())
+                for t, v in losses.items():
+                    writer.add_scalar(f"val/{res}px_{name}_t{t}", v, step)
+                t200 = losses.get(200, next(iter(losses.values())))
+                ratio = t200 / max(self.references[res]["per_pixel"].get(200, t200), 1e-12)
+                parts.append(f"{res}px {name} {t200:.4f} ({ratio:.2f}x per-pixel)")
+        self.file.flush()
+        return f"step {step} held-out loss at t=200: " + "; ".join(parts)
+
+    def close(self) -> None:
+        self.file.close()
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -413,7 +511,7 @@ def train_loop(plan: _Plan, rank: int = 0, world_size: int = 1, device: torch.de
 
     # 3. data: a seeded stream of per-step batches at each step's resolution
     def schedule(step: int) -> tuple[int, int]:
-        res = resolution_at(space, seed, step)
+        res = resolution_at(space, seed, step, cfg.resolution_weights)
         return res, batch_size_at(cfg, space, res, world_size)
 
     clips = _MultiResClips(plan.dataset, space.resolutions)
@@ -437,6 +535,16 @@ def train_loop(plan: _Plan, rank: int = 0, world_size: int = 1, device: torch.de
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"), purge_step=start + 1)
+
+    def bar_write(line: str) -> None:
+        if settings.progress:
+            tqdm.write(line, file=sys.stderr)
+        logger.info(line)
+
+    validation = _Validation(plan, out, start, device, diffusion) if is_main and plan.val_dataset is not None else None
+    if validation is not None:
+        for line in validation.reference_lines():
+            bar_write(line)
 
     def checkpoint(step: int) -> Path | None:
         path = None
@@ -505,6 +613,8 @@ def train_loop(plan: _Plan, rank: int = 0, world_size: int = 1, device: torch.de
                     writer.add_scalar("train/seconds_per_step", seconds, step + 1)
                 bar.set_postfix(loss=f"{loss_f:.4f}", res=res, refresh=False)
                 bar.update(1)
+            if validation is not None and ((step + 1) % cfg.val_every == 0 or step + 1 == total):
+                bar_write(validation.run(ema.shadow, step + 1, use_temporal, writer))
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
                 last_checkpoint = checkpoint(step + 1) or last_checkpoint
     finally:
@@ -512,6 +622,8 @@ def train_loop(plan: _Plan, rank: int = 0, world_size: int = 1, device: torch.de
         if is_main:
             metrics_file.close()
             writer.close()
+            if validation is not None:
+                validation.close()
     end = start + len(losses)
     return TrainResult(out, start, end, losses, time.perf_counter() - began, last_checkpoint)
 
@@ -600,6 +712,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained steps {result.start_step + 1}..{result.end_step} in {result.seconds:.1f} s; "
           f"mean loss of the last {len(tail)} steps {statistics.fmean(tail):.4f}" if tail else "no steps run")
     print(f"median seconds per step: {speed}")
+    val = read_validation(result.out)
+    last = max((r["step"] for r in val), default=0)
+    for res in sorted({r["res"] for r in val}):
+        per = {(r["subnet"], r["t"]): r["loss"] for r in val if r["res"] == res and r["step"] in (0, last)}
+        cells = [f"{name} " + "/".join(f"{per[(name, t)]:.3f}" for t in sorted({t for _, t in per}) if (name, t) in per)
+                 for name in ("largest", "smallest", "per_pixel", "zero") if any(k[0] == name for k in per)]
+        print(f"held-out loss at {res} px, step {last} (t = 50/200/500/800): " + "; ".join(cells))
     print(f"checkpoint: {result.checkpoint}")
     return 0
 
@@ -612,6 +731,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                          "train the supernet (superposition over widths, depths, resolutions)"))
 
 
-__all__ = ["EMA", "METRIC_FIELDS", "TrainResult", "TrainSettings", "add_arguments", "all_reduce_gradients",
-           "batch_size_at", "lr_at", "main", "prepare", "read_metrics", "run", "seconds_per_step",
-           "train", "train_loop"]
+__all__ = ["EMA", "METRIC_FIELDS", "VALIDATION_FIELDS", "TrainResult", "TrainSettings", "add_arguments", "all_reduce_gradients",
+           "batch_size_at", "lr_at", "main", "prepare", "read_metrics", "read_validation", "run",
+           "seconds_per_step", "split_held_out", "train", "train_loop"]

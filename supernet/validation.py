@@ -1,0 +1,122 @@
+"""Held-out denoising loss: the supernet's validation metric, next to two reference levels.
+
+nanoGPT reports an eval loss on held-out data; sned does the same per resolution, for the largest
+and the smallest subnet. The clips, the noise and the timesteps are fixed once per run, so two
+evaluations differ only by the weights (the same common random numbers the sampled-quality trials
+use). Every figure is the v- (or ε-) prediction MSE at one timestep, the training loss's own unit.
+
+Two reference levels tell at once whether the network uses spatial context:
+
+* **predict zero**: the loss of a network that outputs 0;
+* **per pixel**: the loss of the best denoiser that sees only the pixel's own noisy RGB value
+  (no neighbours, no frames): the posterior mean of ``x_0`` under the empirical distribution of
+  the held-out clips' RGB values, which is an upper bound on what any context-free denoiser can do
+  on them (it is given the test marginal). It is an estimate over a random subset of pixels.
+
+A network at or above the per-pixel level has learnt nothing a lookup table could not do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sned.supernet.diffusion import GaussianDiffusion
+
+VAL_TIMESTEPS: tuple[int, ...] = (50, 200, 500, 800)
+REFERENCES: tuple[str, ...] = ("zero", "per_pixel")
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class HeldOut:
+    """Fixed held-out clips of one resolution with fixed noise: ``clips`` and ``noise`` are ``(n, c, f, h, w)``."""
+
+    res: int
+    clips: torch.Tensor
+    noise: torch.Tensor
+    timesteps: tuple[int, ...] = VAL_TIMESTEPS
+
+
+def make_held_out(clips: torch.Tensor, res: int, seed: int, timesteps: Sequence[int] = VAL_TIMESTEPS) -> HeldOut:
+    """Fix the noise of held-out ``clips`` ``(n, c, f, res, res)`` with a generator seeded by ``(seed, res)``."""
+    if clips.ndim != 5 or clips.shape[-1] != res or clips.shape[-2] != res:
+        raise ValueError(f"expected held-out clips (n, c, f, {res}, {res}), got {tuple(clips.shape)}")
+    generator = torch.Generator().manual_seed(int(seed) * 100_003 + int(res))
+    noise = torch.randn(clips.shape, generator=generator, dtype=clips.dtype)
+    return HeldOut(int(res), clips, noise, tuple(int(t) for t in timesteps))
+
+
+@torch.no_grad()
+def held_out_loss(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, batch_size: int = 8,
+                  device: torch.device | str = "cpu") -> dict[int, float]:
+    """The prediction MSE of ``model(z, t)`` on the held-out clips at each fixed timestep.
+
+    Returns:
+        ``{t: loss}`` in the order of ``held.timesteps``.
+    """
+    out = {}
+    for t in held.timesteps:
+        total, count = 0.0, 0
+        for i in range(0, len(held.clips), batch_size):
+            x0 = held.clips[i: i + batch_size].to(device)
+            noise = held.noise[i: i + batch_size].to(device)
+            tt = torch.full((len(x0),), t, dtype=torch.long, device=device)
+            target = diffusion.target(x0, tt, noise)
+            prediction = model(diffusion.q_sample(x0, tt, noise), tt.float()).float()
+            total += float((prediction - target.float()).square().sum())
+            count += target.numel()
+        out[t] = total / count
+    return out
+
+
+@torch.no_grad()
+def reference_losses(held: HeldOut, diffusion: GaussianDiffusion, pixels: int = 8192, seed: int = 0
+                     ) -> dict[str, dict[int, float]]:
+    """The predict-zero and per-pixel reference losses at each held-out timestep.
+
+    The per-pixel denoiser's prior is ``pixels`` RGB values drawn from the held-out clips; it is
+    scored on ``pixels`` other randomly drawn pixels (with their fixed noise).
+
+    Returns:
+        ``{"zero": {t: loss}, "per_pixel": {t: loss}}``.
+    """
+    generator = torch.Generator().manual_seed(int(seed) * 7919 + held.res)
+    values = held.clips.movedim(1, -1).reshape(-1, held.clips.shape[1]).float()  # (N, c) RGB values
+    noise = held.noise.movedim(1, -1).reshape(-1, held.noise.shape[1]).float()
+    prior = values[torch.randint(len(values), (pixels,), generator=generator)]
+    pick = torch.randint(len(values), (pixels,), generator=generator)
+    x0, eps = values[pick], noise[pick]
+    zero, per_pixel = {}, {}
+    for t in held.timesteps:
+        alpha_bar = float(diffusion.alpha_bar[t])
+        alpha, sigma = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
+        z = alpha * x0 + sigma * eps
+        if diffusion.prediction == "v":
+            target = alpha * eps - sigma * x0
+        else:
+            target = eps
+        zero[t] = float(target.square().mean())
+        # Posterior mean of x0 given z under the discrete prior: weights softmax(-|z - a x_k|^2 / 2 s^2).
+        x0_hat = torch.empty_like(x0)
+        for i in range(0, len(z), 2048):
+            logits = -torch.cdist(z[i: i + 2048], alpha * prior).square() / (2.0 * sigma**2)
+            x0_hat[i: i + 2048] = torch.softmax(logits, dim=1) @ prior
+        if diffusion.prediction == "v":  # v = (a z - x0) / s
+            prediction = (alpha * z - x0_hat) / sigma
+        else:  # eps = (z - a x0) / s
+            prediction = (z - alpha * x0_hat) / sigma
+        per_pixel[t] = float((prediction - target).square().mean())
+    return {"zero": zero, "per_pixel": per_pixel}
+
+
+def format_losses(losses: dict[int, float]) -> str:
+    """``t=50 0.123, t=200 0.234, ...``."""
+    return ", ".join(f"t={t} {v:.4f}" for t, v in losses.items())
+
+
+__all__ = ["HeldOut", "REFERENCES", "VAL_TIMESTEPS", "format_losses", "held_out_loss", "make_held_out",
+           "reference_losses"]
