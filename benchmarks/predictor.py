@@ -38,18 +38,20 @@ def main() -> None:
 
     start = time.perf_counter()
     best = AccuracyPredictor.fit(space, df, folds=args.folds, seed=args.seed, table_meta=meta, progress=True)
-    print(f"\nfit (CV of {len(MODELS)} models x 2 targets x {args.folds} folds + refit): "
+    print(f"\nfit (nested CV of {len(MODELS)} models x 2 transforms, {args.folds} outer x 3 inner folds, + refit): "
           f"{time.perf_counter() - start:.1f} s")
     print(best.candidate_table().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(best.baseline_table().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"chosen: {best!r}")
 
-    # prediction time per model family: refit each alone (1 target, 2 folds) so every kind is timed
+    # prediction time per model family: refit each alone (1 transform, 2 folds) so every kind is timed
     X = space.sample_genes(np.random.default_rng(args.seed + 1), args.predict_n)
     archs = space.decode(X[:1000])
     print(f"\npredict {args.predict_n:,} archs (gene matrix, median of {args.repeats}); 1,000 arch dicts")
     with tempfile.TemporaryDirectory() as tmp:
         for kind in MODELS:
-            pred = AccuracyPredictor.fit(space, df, models=[kind], targets=[best.target], folds=2, seed=args.seed)
+            pred = AccuracyPredictor.fit(space, df, models=[kind], transforms=[best.transform], folds=2,
+                                         seed=args.seed)
             loaded = AccuracyPredictor.load(pred.save(Path(tmp) / f"{kind}.npz"))
             loaded.predict(X[:10])
             times = []

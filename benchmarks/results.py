@@ -74,7 +74,7 @@ def main() -> None:
               f"KVD {df['kvd'].min():.3f}-{df['kvd'].max():.3f}")
 
     predictor = AccuracyPredictor.load(folder / "predictor.npz")
-    print(f"\n== predictor: chosen {predictor.kind} ({predictor.target}); CV: "
+    print(f"\n== predictor: chosen {predictor.kind} on {predictor.describe_target()}; CV: "
           + ", ".join(f"{k} {v:.3f}" for k, v in predictor.metrics.items() if isinstance(v, float)))
     print(predictor.candidate_table().to_string(index=False))
 

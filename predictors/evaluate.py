@@ -1,7 +1,7 @@
 """``sned evaluate``: sampled FVD/KVD of subnets of a supernet checkpoint, run as Ray Tune trials.
 
     sned evaluate EXPERIMENT --ckpt RUN --data REAL_DIR --out TABLE.parquet [--res 32,64|all]
-        [--n-subnets K] [--videos V] [--steps S] [--seed K] [--i3d PATH] [--address ADDR]
+        [--n-subnets K] [--videos V] [--steps S] [--seed K] [--i3d PATH | --features DIR] [--address ADDR]
         [--gpus-per-trial G] [--cpus-per-trial C] [--concurrency N] [--noise-floor M] [--resume]
 
 The ground truth the accuracy predictor (``sned fit``) learns from: for a handful of subnets per
@@ -17,7 +17,9 @@ real set. The steps:
    and seed match).
 3. **One Ray Tune trial per (subnet, resolution)** (:func:`run_trial`): load the supernet
    (:func:`~sned.supernet.checkpoint.load_supernet`, EMA weights), generate ``V`` videos with DDIM,
-   I3D features, FVD and KVD. Function trainables on reused actors keep the loaded supernet and
+   features (I3D, or with ``--features DIR`` the domain classifier of ``sned features train``, which
+   also gives the Inception Score, column ``inception_score``), FVD and KVD. Function trainables on
+   reused actors keep the loaded supernet and
    extractor in a module-level cache, so a worker loads them once, not once per trial.
    **Common random numbers**: every trial at a resolution generates from the same seed (video ``i``
    from ``(seed, i)``) against the same real features, so FVD differences between subnets are not
@@ -49,6 +51,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -172,7 +175,8 @@ class TrialSettings:
     """What every trial of a run shares (sent once to the workers through the Ray object store).
 
     ``checkpoint`` is the resolved checkpoint folder (not a run folder, which training may extend
-    while trials run); on a cluster it and ``i3d`` must be readable at the same path on every node.
+    while trials run); on a cluster it and ``i3d`` / ``features`` must be readable at the same path on
+    every node. ``features`` (a ``sned features train`` folder) replaces I3D when set.
     """
 
     checkpoint: str
@@ -188,6 +192,7 @@ class TrialSettings:
     extractor_sha256: str
     device: str = "cpu"
     threads: int = 1
+    features: str | None = None
 
 
 # Worker-side cache: a reused Ray actor (or a plain Python caller) loads the supernet and the I3D
@@ -216,13 +221,27 @@ def _supernet(settings: TrialSettings) -> torch.nn.Module:
 
 
 def _extractor(settings: TrialSettings):
+    if settings.features is not None:
+        from sned.predictors.features import DomainFeatureExtractor
+
+        def build_domain() -> DomainFeatureExtractor:
+            extractor = DomainFeatureExtractor(settings.features, device=settings.device,
+                                               batch_size=settings.batch_size)
+            if (extractor.name, extractor.weights_sha256) != (settings.extractor, settings.extractor_sha256):
+                raise UserError(f"features {settings.features} on this worker ({extractor.name}) differ from the "
+                                f"driver's ({settings.extractor}, sha256 {settings.extractor_sha256[:12]})")
+            return extractor
+
+        return _cached(("domain", settings.features, settings.extractor_sha256, settings.device,
+                        settings.batch_size), build_domain)
+
     from sned.predictors.i3d import I3DFeatureExtractor
 
     def build() -> I3DFeatureExtractor:
         extractor = I3DFeatureExtractor(settings.i3d, device=settings.device, batch_size=settings.batch_size)
-        if extractor.weights_sha256 != settings.extractor_sha256:
-            raise UserError(f"I3D weights {settings.i3d} on this worker differ from the driver's "
-                            f"(sha256 {extractor.weights_sha256[:12]} != {settings.extractor_sha256[:12]})")
+        if (extractor.name, extractor.weights_sha256) != (settings.extractor, settings.extractor_sha256):
+            raise UserError(f"I3D on this worker ({extractor.name}, sha256 {extractor.weights_sha256[:12]}) differs "
+                            f"from the driver's ({settings.extractor}, sha256 {settings.extractor_sha256[:12]})")
         return extractor
 
     return _cached(("i3d", settings.i3d, settings.extractor_sha256, settings.device, settings.batch_size), build)
@@ -240,13 +259,14 @@ def run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> dic
         real: ``(m, d)`` real-video features of ``spec.res`` from the same extractor.
 
     Returns:
-        One table row: the :data:`~sned.predictors.accuracy.REQUIRED_COLUMNS` plus ``params``,
-        ``gflops``, ``seconds`` (the whole trial), ``generate_seconds``, ``features_seconds``,
-        ``started_at`` (Unix time) and ``worker`` (``host:pid``).
+        One table row: the :data:`~sned.predictors.accuracy.REQUIRED_COLUMNS` plus
+        ``inception_score`` (over all generated videos, one split; NaN for an extractor without class
+        probabilities, i.e. I3D), ``params``, ``gflops``, ``seconds`` (the whole trial),
+        ``generate_seconds``, ``features_seconds``, ``started_at`` (Unix time) and ``worker`` (``host:pid``).
     """
     import torch
 
-    from sned.predictors.fvd import frechet_distance, kernel_distance
+    from sned.predictors.fvd import frechet_distance, inception_score, kernel_distance
     from sned.supernet.sample import generate
 
     began, started_at = time.perf_counter(), time.time()
@@ -257,13 +277,18 @@ def run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> dic
     videos = generate(net, arch, settings.videos, settings.steps, spec.seed, eta=settings.eta,
                       batch_size=settings.batch_size, device=settings.device, prediction=settings.prediction)
     generated = time.perf_counter()
-    fake = extractor.features(videos)
+    if hasattr(extractor, "features_and_probabilities"):
+        fake, probabilities = extractor.features_and_probabilities(videos)
+        score = inception_score(probabilities, splits=1)[0]  # one split: a few dozen videos per trial
+    else:
+        fake, score = extractor.features(videos), math.nan
     fvd = frechet_distance(real, fake)
     kvd = kernel_distance(real, fake)
     done = time.perf_counter()
     space = net.space
     return {
         "arch_id": spec.arch_id, "arch": spec.arch, "res": spec.res, "fvd": float(fvd), "kvd": float(kvd),
+        "inception_score": float(score),
         "n_videos": settings.videos, "extractor": settings.extractor, "extractor_sha256": settings.extractor_sha256,
         "checkpoint_sha256": settings.checkpoint_sha256, "seed": spec.seed, "steps": settings.steps,
         "params": int(space.params([arch])[0]), "gflops": float(space.flops([arch])[0] / 1e9),
@@ -299,6 +324,7 @@ def peak_concurrency(started_at: Sequence[float], seconds: Sequence[float]) -> i
 
 ROW_DTYPES: dict[str, str] = {
     "arch_id": "object", "arch": "object", "res": "int64", "fvd": "float64", "kvd": "float64",
+    "inception_score": "float64",  # optional: NaN for I3D rows and absent from tables written before it
     "n_videos": "int64", "extractor": "object", "extractor_sha256": "object", "checkpoint_sha256": "object",
     "seed": "int64", "steps": "int64", "params": "int64", "gflops": "float64", "seconds": "float64",
     "generate_seconds": "float64", "features_seconds": "float64", "started_at": "float64", "worker": "object",
@@ -495,7 +521,8 @@ def real_features(data: str | Path, res: int, frames: int, n: int, seed: int, ex
     from sned.predictors.fvd import load_features, save_features
     from sned.supernet.data import VideoClipDataset
 
-    path = Path(cache_dir) / f"real-{res}-{extractor.name}.npz"
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "-", extractor.name)  # names hold ':' (i3d:<sha>)
+    path = Path(cache_dir) / f"real-{res}-{safe_name}.npz"
     source = json.dumps({"data": str(Path(data).resolve()), "res": res, "frames": frames, "n": n, "seed": seed},
                         sort_keys=True)
     if path.is_file():
@@ -544,6 +571,8 @@ class EvaluateConfig:
         ema: sample with the EMA weights (``sample.use_ema``).
         seed: generation seed (common to every subnet), clip seed and selection seed.
         i3d: I3D weights (``None``: ``$SNED_I3D_WEIGHTS``, else the random-init ``i3d-random``).
+        features: a ``sned features train`` folder: its domain classifier replaces I3D (and gives
+            the ``inception_score`` column); ``None``: I3D. Not together with ``i3d``.
         address: Ray cluster address (``None``: start Ray locally).
         gpus_per_trial, cpus_per_trial: resources per trial.
         concurrency: most trials at a time (``None``: as many as resources allow).
@@ -569,6 +598,7 @@ class EvaluateConfig:
     ema: bool | None = None
     seed: int = 0
     i3d: str | None = None
+    features: str | None = None
     address: str | None = None
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
@@ -614,6 +644,12 @@ def _check_config(cfg: EvaluateConfig) -> None:
         raise UserError(f"--data {cfg.data} {what} (a folder of real videos)")
     if cfg.i3d is not None and not Path(cfg.i3d).is_file():
         raise UserError(f"--i3d {cfg.i3d}: no such file")
+    if cfg.features is not None:
+        from sned.predictors.features import check_classes, load_card
+
+        if cfg.i3d is not None:
+            raise UserError("--features replaces I3D: pass --i3d or --features, not both")
+        check_classes(load_card(cfg.features), cfg.data, where=f"the features in {cfg.features}")
 
 
 def _checkpoint(space: SearchSpace, path: str) -> tuple[Path, dict[str, Any]]:
@@ -712,11 +748,17 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     if cfg.address is None and cfg.gpus_per_trial > torch.cuda.device_count():
         # Tune would wait forever for GPUs that a local node does not have.
         raise UserError(f"--gpus-per-trial {cfg.gpus_per_trial}: this machine has {torch.cuda.device_count()} GPUs")
-    extractor = I3DFeatureExtractor(cfg.i3d, device=device, batch_size=batch_size)
+    if cfg.features is not None:
+        from sned.predictors.features import DomainFeatureExtractor
+
+        extractor = DomainFeatureExtractor(cfg.features, device=device, batch_size=batch_size)
+    else:
+        extractor = I3DFeatureExtractor(cfg.i3d, device=device, batch_size=batch_size)
     settings = {"experiment": space.name, "checkpoint": str(ckpt), "checkpoint_step": ckpt_info["step"],
                 "data": str(Path(cfg.data).resolve()), "videos": videos, "real_videos": real_videos,
                 "steps": steps, "eta": eta, "seed": cfg.seed, "ema": ema, "extractor": extractor.name,
-                "extractor_sha256": extractor.weights_sha256, "n_subnets": cfg.n_subnets,
+                "extractor_sha256": extractor.weights_sha256,
+                "features": str(Path(cfg.features).resolve()) if cfg.features else None, "n_subnets": cfg.n_subnets,
                 "noise_floor": cfg.noise_floor, "noise_seed": cfg.seed + NOISE_SEED_OFFSET,
                 "resolutions": list(resolutions)}
     table = FvdTable(cfg.out, space, settings, resume=cfg.resume)
@@ -740,7 +782,8 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
         videos=videos, steps=steps, eta=eta, batch_size=batch_size,
         i3d=str(Path(cfg.i3d).resolve()) if cfg.i3d else None, extractor=settings["extractor"],
         extractor_sha256=settings["extractor_sha256"], device="cuda" if cfg.gpus_per_trial > 0 else "cpu",
-        threads=max(1, int(cfg.cpus_per_trial)))
+        threads=max(1, int(cfg.cpus_per_trial)),
+        features=str(Path(cfg.features).resolve()) if cfg.features else None)
 
     # 3. The trials, on Ray Tune; rows are written by the callback as results arrive.
     rows: list[dict[str, Any]] = []
@@ -830,6 +873,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="generation, clip and selection seed (default 0)")
     parser.add_argument("--i3d", metavar="PATH", help="I3D weights (default: $SNED_I3D_WEIGHTS, else a random-init "
                         "I3D, whose FVDs only compare with each other)")
+    parser.add_argument("--features", metavar="DIR", help="domain classifier from `sned features train` instead of "
+                        "I3D (features domain:<sha12>; also fills the inception_score column)")
     parser.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); default: local Ray")
     parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0: CPU)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
@@ -844,13 +889,15 @@ def _print_summary(result: EvaluateResult) -> None:
     from sned.predictors.accuracy import read_fvd_table
 
     s = result.settings
-    print(f"table {result.table}: {s['extractor']} features ({'random-init, FVDs only compare with each other' if s['extractor'] == 'i3d-random' else s['extractor_sha256'][:12]}), "
+    print(f"table {result.table}: {s['extractor']} features ({'random-init, FVDs only compare with each other' if s['extractor'].startswith('i3d-random') else s['extractor_sha256'][:12]}), "
           f"{s['videos']} videos x {s['steps']} DDIM steps, seed {s['seed']}")
     print(f"trials: {result.planned} run, {result.skipped} already done, {len(result.failed)} failed")
     if not result.rows.empty:
         df = result.rows.sort_values(["res", "gflops"])
         df = df.assign(subnet=[arch_summary(json.loads(a)) for a in df["arch"]])
-        print(df[["arch_id", "subnet", "gflops", "fvd", "kvd", "seconds"]].to_string(
+        scores = ["fvd", "kvd"] + (["inception_score"] if df.get("inception_score") is not None
+                                   and df["inception_score"].notna().any() else [])
+        print(df[["arch_id", "subnet", "gflops", *scores, "seconds"]].to_string(
             index=False, float_format=lambda v: f"{v:.4g}"))
         everything = result.all_rows if not result.all_rows.empty else df
         print(f"time per trial: mean {df['seconds'].mean():.1f} s (generate {df['generate_seconds'].mean():.1f} s, "
@@ -876,7 +923,8 @@ def run(args: argparse.Namespace) -> int:
         experiment=args.experiment, checkpoint=args.ckpt, data=args.data, out=args.out,
         resolutions=_parse_resolutions(args.res), n_subnets=args.n_subnets, videos=args.videos,
         real_videos=args.real_videos, steps=args.steps, eta=args.eta, batch_size=args.batch_size, seed=args.seed,
-        i3d=args.i3d, address=args.address, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        i3d=args.i3d, features=args.features, address=args.address, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial,
         concurrency=args.concurrency, noise_floor=args.noise_floor, resume=args.resume,
         progress=os.environ.get("TQDM_DISABLE") not in ("1", "true"))
     result = evaluate(cfg)

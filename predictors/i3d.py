@@ -8,7 +8,23 @@ The network is written here from the paper's Inception-v1 table; its parameter n
 widely used ``pytorch-i3d`` state-dict layout (``Conv3d_1a_7x7.conv3d.weight``,
 ``Mixed_4b.b1b.bn.running_mean``, ``logits.conv3d.bias``, ...) so that converted TF weights such
 as TATS's ``i3d_pretrained_400.pt`` load unchanged. Padding is TensorFlow's ``SAME`` rule (the
-weights were trained with it) and BatchNorm uses TF's ``eps = 1e-3``.
+weights were trained with it).
+
+BatchNorm epsilon. TATS, VideoGPT, LVDM and cd-fvd run ``i3d_pretrained_400.pt`` in an
+InceptionI3d whose BatchNorm has ``eps = 1e-5``, so every FVD they publish comes from 1e-5;
+piergiaj's pytorch-i3d and the TF graph use ``eps = 1e-3``. On the same weights the two change the
+logits by ~12 % and FVD by ~17 %. A state dict in *TATS layout* (pytorch-i3d keys without
+``num_batches_tracked``, as TATS's file is) therefore runs with :data:`BN_EPS_TATS` by default, and
+any other state dict (saved by a recent pytorch-i3d, with the counters) with :data:`BN_EPS_TF`.
+Files saved by PyTorch < 0.4.1 lack the counters too, so piergiaj's own checkpoints may look like
+TATS layout: pass ``bn_eps=1e-3`` (``sned fvd --i3d-bn-eps 1e-3``) for them.
+
+Names. A file's features are only comparable with published FVDs when the file *is* the published
+network: its sha256 must be in :data:`sned.predictors.fvd.PUBLISHED_I3D_WEIGHTS`. Such an extractor
+is named ``<published name>:<sha12>`` (e.g. ``i3d-kinetics400:0123456789ab``); any other file is
+``i3d:<sha12>`` ("user-supplied N-class weights"), whatever its class count. A BatchNorm epsilon
+other than the file's default is appended (``i3d:0123456789ab-bn-eps-0.001``), so features made with
+different epsilons never pass as one extractor's.
 
 Feature recipe (:class:`I3DFeatureExtractor`), as in TATS / StyleGAN-V:
 
@@ -20,7 +36,8 @@ Feature recipe (:class:`I3DFeatureExtractor`), as in TATS / StyleGAN-V:
 4. the network's logits ``(b, classes, t')`` averaged over ``t'`` -> ``(b, classes)`` features.
 
 Weights are never downloaded. Without a file the extractor is a deterministic random-init I3D
-named ``i3d-random``, whose scores are only comparable with other ``i3d-random`` scores.
+named ``i3d-random`` (BatchNorm eps 1e-3, as it always had), whose scores are only comparable with
+other ``i3d-random`` scores.
 """
 
 from __future__ import annotations
@@ -31,14 +48,16 @@ import os
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sned.predictors.fvd import PUBLISHED_I3D_WEIGHTS, published_extractor_name
 from sned.supernet.errors import UserError
 from sned.supernet.files import file_sha256
 
@@ -48,7 +67,14 @@ RANDOM_SEED = 0  # the random-init extractor's fixed seed: part of its identity,
 INPUT_SIZE = 224
 MIN_FRAMES = 9
 SHORT_CLIP_FRAMES = 16
-BN_EPS = 1e-3  # TensorFlow's BatchNorm epsilon; the converted weights expect it
+BN_EPS_TF = 1e-3  # TensorFlow's and piergiaj's pytorch-i3d BatchNorm epsilon
+BN_EPS_TATS = 1e-5  # the epsilon TATS / VideoGPT / LVDM / cd-fvd run i3d_pretrained_400.pt with
+BN_MOMENTUM = 0.01  # never used: the network only runs in eval mode
+
+# Where a state dict comes from, told apart by its keys (see the module docstring):
+# "tats" = pytorch-i3d keys without num_batches_tracked, "pytorch-i3d" = with them.
+WeightsLayout = Literal["tats", "pytorch-i3d"]
+DEFAULT_BN_EPS: dict[str, float] = {"tats": BN_EPS_TATS, "pytorch-i3d": BN_EPS_TF}
 
 # Inception modules: name -> (in_channels, (b0, b1a, b1b, b2a, b2b, b3b) out_channels).
 # Branches: b0 = 1x1x1; b1 = 1x1x1 -> 3x3x3; b2 = 1x1x1 -> 3x3x3; b3 = 3x3x3 max-pool -> 1x1x1.
@@ -63,7 +89,6 @@ INCEPTION_MODULES: dict[str, tuple[int, tuple[int, int, int, int, int, int]]] = 
     "Mixed_5b": (832, (256, 160, 320, 32, 128, 128)),
     "Mixed_5c": (832, (384, 192, 384, 48, 128, 128)),
 }
-KNOWN_CLASS_COUNTS = {400: "i3d-kinetics400", 600: "i3d-kinetics600", 157: "i3d-charades157"}
 
 Triple = tuple[int, int, int]
 
@@ -93,11 +118,12 @@ class Unit3D(nn.Module):
         use_batch_norm: bool = True,
         use_activation: bool = True,
         use_bias: bool = False,
+        bn_eps: float = BN_EPS_TF,
     ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.use_activation = kernel_size, stride, use_activation
         self.conv3d = nn.Conv3d(in_channels, out_channels, kernel_size, stride, padding=0, bias=use_bias)
-        self.bn = nn.BatchNorm3d(out_channels, eps=BN_EPS, momentum=0.01) if use_batch_norm else None
+        self.bn = nn.BatchNorm3d(out_channels, eps=bn_eps, momentum=BN_MOMENTUM) if use_batch_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv3d(F.pad(x, _same_padding(x.shape[2:], self.kernel_size, self.stride)))
@@ -121,16 +147,18 @@ class MaxPool3dSame(nn.Module):
 class InceptionModule(nn.Module):
     """Four parallel branches concatenated on channels (Inception-v1, inflated)."""
 
-    def __init__(self, in_channels: int, out_channels: tuple[int, int, int, int, int, int]) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: tuple[int, int, int, int, int, int], *, bn_eps: float = BN_EPS_TF
+    ) -> None:
         super().__init__()
         c0, c1a, c1b, c2a, c2b, c3b = out_channels
-        self.b0 = Unit3D(in_channels, c0)
-        self.b1a = Unit3D(in_channels, c1a)
-        self.b1b = Unit3D(c1a, c1b, (3, 3, 3))
-        self.b2a = Unit3D(in_channels, c2a)
-        self.b2b = Unit3D(c2a, c2b, (3, 3, 3))
+        self.b0 = Unit3D(in_channels, c0, bn_eps=bn_eps)
+        self.b1a = Unit3D(in_channels, c1a, bn_eps=bn_eps)
+        self.b1b = Unit3D(c1a, c1b, (3, 3, 3), bn_eps=bn_eps)
+        self.b2a = Unit3D(in_channels, c2a, bn_eps=bn_eps)
+        self.b2b = Unit3D(c2a, c2b, (3, 3, 3), bn_eps=bn_eps)
         self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
-        self.b3b = Unit3D(in_channels, c3b)
+        self.b3b = Unit3D(in_channels, c3b, bn_eps=bn_eps)
         self.out_channels = c0 + c1b + c2b + c3b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,24 +170,26 @@ class InceptionI3d(nn.Module):
 
     Args:
         num_classes: size of the classifier (400 for Kinetics-400, 157 for Charades).
+        bn_eps: BatchNorm epsilon: :data:`BN_EPS_TF` (1e-3, TF and piergiaj) or :data:`BN_EPS_TATS`
+            (1e-5, what TATS / VideoGPT / LVDM / cd-fvd run ``i3d_pretrained_400.pt`` with).
     """
 
-    def __init__(self, num_classes: int = 400) -> None:
+    def __init__(self, num_classes: int = 400, *, bn_eps: float = BN_EPS_TF) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.Conv3d_1a_7x7 = Unit3D(3, 64, (7, 7, 7), (2, 2, 2))
+        self.num_classes, self.bn_eps = num_classes, bn_eps
+        self.Conv3d_1a_7x7 = Unit3D(3, 64, (7, 7, 7), (2, 2, 2), bn_eps=bn_eps)
         self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
-        self.Conv3d_2b_1x1 = Unit3D(64, 64)
-        self.Conv3d_2c_3x3 = Unit3D(64, 192, (3, 3, 3))
+        self.Conv3d_2b_1x1 = Unit3D(64, 64, bn_eps=bn_eps)
+        self.Conv3d_2c_3x3 = Unit3D(64, 192, (3, 3, 3), bn_eps=bn_eps)
         self.MaxPool3d_3a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         for name in ("Mixed_3b", "Mixed_3c"):
-            self.add_module(name, InceptionModule(*INCEPTION_MODULES[name]))
+            self.add_module(name, InceptionModule(*INCEPTION_MODULES[name], bn_eps=bn_eps))
         self.MaxPool3d_4a_3x3 = MaxPool3dSame((3, 3, 3), (2, 2, 2))
         for name in ("Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f"):
-            self.add_module(name, InceptionModule(*INCEPTION_MODULES[name]))
+            self.add_module(name, InceptionModule(*INCEPTION_MODULES[name], bn_eps=bn_eps))
         self.MaxPool3d_5a_2x2 = MaxPool3dSame((2, 2, 2), (2, 2, 2))
         for name in ("Mixed_5b", "Mixed_5c"):
-            self.add_module(name, InceptionModule(*INCEPTION_MODULES[name]))
+            self.add_module(name, InceptionModule(*INCEPTION_MODULES[name], bn_eps=bn_eps))
         # Average over the last 2 x 7 x 7 positions (no padding), as the TF graph does; dropout is
         # omitted: the network only ever runs in inference here.
         self.logits = Unit3D(1024, num_classes, use_batch_norm=False, use_activation=False, use_bias=True)
@@ -221,16 +251,39 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def load_i3d_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read and check a pytorch-i3d-layout state dict (``torch.load(weights_only=True)``).
+@dataclass(frozen=True)
+class I3DWeights:
+    """A checked pytorch-i3d state dict and the layout it was saved in.
 
-    A ``module.`` prefix (DataParallel) is stripped; ``num_batches_tracked`` entries are optional.
+    Attributes:
+        state: exactly the keys of :class:`InceptionI3d` (``num_batches_tracked`` filled in where
+            the file had none).
+        layout: ``"tats"`` when the file had no ``num_batches_tracked`` entries (TATS's
+            ``i3d_pretrained_400.pt``, or a file saved by PyTorch < 0.4.1), else ``"pytorch-i3d"``.
+    """
 
-    Returns:
-        The state dict with exactly the keys of :class:`InceptionI3d` (``num_batches_tracked`` filled
-        in where missing); its class count is ``state["logits.conv3d.weight"].shape[0]``.
+    state: dict[str, torch.Tensor]
+    layout: WeightsLayout
+
+    @property
+    def num_classes(self) -> int:
+        """The classifier's size (400 for Kinetics-400)."""
+        return int(self.state["logits.conv3d.weight"].shape[0])
+
+    @property
+    def default_bn_eps(self) -> float:
+        """The BatchNorm epsilon this layout runs with unless told otherwise (1e-5 for TATS layout, else 1e-3)."""
+        return DEFAULT_BN_EPS[self.layout]
+
+
+def read_i3d_weights(path: str | Path) -> I3DWeights:
+    """Read and check a pytorch-i3d-layout state dict (``torch.load(weights_only=True)``) and its layout.
+
+    A ``module.`` prefix (DataParallel) is stripped; ``num_batches_tracked`` entries are optional,
+    and whether the file has them decides :attr:`I3DWeights.layout`.
 
     Raises:
+        FileNotFoundError: no such file.
         UserError: unreadable or truncated file, or keys/shapes that are not an I3D's.
     """
     path = Path(path)
@@ -265,10 +318,43 @@ def load_i3d_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise UserError(
                 f"I3D weights {path}: {key} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}"
             )
+    has_counters = any(k.endswith("num_batches_tracked") for k in state)
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros_like(value)
-    return {k: state[k].to(expected[k].dtype) for k in expected}
+    layout: WeightsLayout = "pytorch-i3d" if has_counters else "tats"
+    return I3DWeights({k: state[k].to(expected[k].dtype) for k in expected}, layout)
+
+
+def load_i3d_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The checked state dict of :func:`read_i3d_weights`; its class count is ``state["logits.conv3d.weight"].shape[0]``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UserError: unreadable or truncated file, or keys/shapes that are not an I3D's.
+    """
+    return read_i3d_weights(path).state
+
+
+def _check_bn_eps(bn_eps: float | None) -> float | None:
+    """``bn_eps`` as a float, or a UserError naming the value and the usual choices."""
+    if bn_eps is None:
+        return None
+    try:
+        value = float(bn_eps)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(
+            f"bn_eps must be a positive number or None (the file's default); got {bn_eps!r}; "
+            f"use {BN_EPS_TATS:g} (TATS layout) or {BN_EPS_TF:g} (piergiaj's pytorch-i3d, TF)"
+        )
+    return value
+
+
+def _bn_eps_suffix(bn_eps: float, default: float) -> str:
+    """Name suffix for an epsilon other than the weights' default (features differ with it)."""
+    return "" if bn_eps == default else f"-bn-eps-{bn_eps:g}"
 
 
 # ----------------------------------------------------------------------------- extractor
@@ -289,12 +375,27 @@ class I3DFeatureExtractor:
             TF-Hub Kinetics-400 I3D that FVD is defined with); TATS's ``i3d_pretrained_400.pt`` is.
         device: torch device for the network (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         batch_size: videos per forward pass.
+        bn_eps: BatchNorm epsilon; ``None`` takes the weights' default: 1e-5 for a TATS-layout file
+            (no ``num_batches_tracked``; what TATS / VideoGPT / LVDM / cd-fvd publish with), 1e-3 for
+            other state dicts and for ``i3d-random``. Pass 1e-3 for piergiaj's checkpoints. Not
+            accepted for a TorchScript detector (its epsilon is compiled in).
 
     Attributes:
-        name: ``"i3d-kinetics400"`` (or ``"i3d-charades157"`` ...), or ``"i3d-random"``.
+        name: ``"i3d-random"``; ``"<published name>:<sha12>"`` for a file listed in
+            :data:`sned.predictors.fvd.PUBLISHED_I3D_WEIGHTS`; else ``"i3d:<sha12>"``. A non-default
+            ``bn_eps`` adds ``"-bn-eps-<eps>"``.
+        description: one line on what the weights are (``"user-supplied 400-class weights ..."``).
         weights_sha256: sha256 of the weights file; for ``i3d-random``, of its generated state dict.
         weights_path: the file used, or ``None``.
+        layout: ``"random"``, ``"tats"``, ``"pytorch-i3d"`` or ``"torchscript"``.
+        bn_eps: the BatchNorm epsilon in use (``None`` for TorchScript).
+        is_comparable_to_published: the weights are a known published FVD network, run as published.
         num_features: feature dimension (the class count, 400 for Kinetics).
+
+    Raises:
+        FileNotFoundError: no such weights file.
+        UserError: unreadable or wrong weights, ``batch_size`` < 1, a bad ``bn_eps``, or ``bn_eps``
+            with a TorchScript detector.
 
     Example:
         >>> ex = I3DFeatureExtractor(weights=None, batch_size=4)   # doctest: +SKIP
@@ -306,9 +407,12 @@ class I3DFeatureExtractor:
         weights: str | Path | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 8,
+        *,
+        bn_eps: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
+        bn_eps = _check_bn_eps(bn_eps)
         self.device = torch.device(device)
         self.batch_size = batch_size
         if weights is None and os.environ.get(WEIGHTS_ENV):
@@ -316,12 +420,21 @@ class I3DFeatureExtractor:
         self.weights_path = Path(weights) if weights is not None else None
         self._torchscript: Any = None
         self._net: InceptionI3d | None = None
+        self.is_comparable_to_published = False
         if self.weights_path is None:
             state = random_state_dict()
-            self.name = RANDOM_NAME
+            self.layout = "random"
+            self.bn_eps = BN_EPS_TF if bn_eps is None else bn_eps
+            self.name = RANDOM_NAME + _bn_eps_suffix(self.bn_eps, BN_EPS_TF)
+            self.description = f"random-init I3D (seed {RANDOM_SEED}); scores only compare with other {self.name} scores"
             self.weights_sha256 = _state_dict_sha256(state)
-            self._net = self._build(state)
+            self._net = self._build(state, self.bn_eps)
         elif _is_torchscript(self.weights_path):
+            if bn_eps is not None:
+                raise UserError(
+                    f"bn_eps={bn_eps:g} applies to pytorch-i3d state dicts; {self.weights_path} is a TorchScript "
+                    "detector with its BatchNorm compiled in: drop the option, or pass a state dict"
+                )
             with warnings.catch_warnings():  # torch.jit is deprecated, but the detector only exists as TorchScript
                 warnings.simplefilter("ignore", DeprecationWarning)
                 try:
@@ -330,18 +443,39 @@ class I3DFeatureExtractor:
                     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
                     raise UserError(f"cannot load TorchScript I3D {self.weights_path}: {reason}") from exc
             self._torchscript = module.eval()
-            self.name = KNOWN_CLASS_COUNTS[400]  # StyleGAN-V's detector is the TF-Hub Kinetics-400 I3D
+            self.layout, self.bn_eps = "torchscript", None
             self.weights_sha256 = file_sha256(self.weights_path)
+            self._name_file_weights("TorchScript detector (StyleGAN-V interface)", "")
         else:
-            state = load_i3d_state_dict(self.weights_path)
-            classes = int(state["logits.conv3d.weight"].shape[0])
-            self.name = KNOWN_CLASS_COUNTS.get(classes, f"i3d-{classes}classes")
+            loaded = read_i3d_weights(self.weights_path)
+            self.layout = loaded.layout
             self.weights_sha256 = file_sha256(self.weights_path)
-            self._net = self._build(state)
+            published = PUBLISHED_I3D_WEIGHTS.get(self.weights_sha256)
+            default = loaded.default_bn_eps  # a published file runs as published by default
+            if published is not None and published.bn_eps is not None:
+                default = published.bn_eps
+            self.bn_eps = default if bn_eps is None else bn_eps
+            self._name_file_weights(
+                f"{loaded.num_classes}-class weights ({loaded.layout} layout, BatchNorm eps {self.bn_eps:g})",
+                _bn_eps_suffix(self.bn_eps, default),
+            )
+            self._net = self._build(loaded.state, self.bn_eps)
         self.num_features = self._net.num_classes if self._net is not None else 400
 
-    def _build(self, state: dict[str, torch.Tensor]) -> InceptionI3d:
-        net = InceptionI3d(int(state["logits.conv3d.weight"].shape[0]))
+    def _name_file_weights(self, what: str, suffix: str) -> None:
+        """Set ``name``, ``description`` and ``is_comparable_to_published`` from the file's sha256."""
+        published = PUBLISHED_I3D_WEIGHTS.get(self.weights_sha256)
+        if published is None:
+            self.name = f"i3d:{self.weights_sha256[:12]}{suffix}"
+            self.description = f"user-supplied {what}; not a known published FVD network"
+        else:
+            self.name = f"{published_extractor_name(self.weights_sha256)}{suffix}"
+            self.description = published.description + (f"; run with BatchNorm eps {self.bn_eps:g}, not as published"
+                                                         if suffix else "")
+            self.is_comparable_to_published = not suffix
+
+    def _build(self, state: dict[str, torch.Tensor], bn_eps: float) -> InceptionI3d:
+        net = InceptionI3d(int(state["logits.conv3d.weight"].shape[0]), bn_eps=bn_eps)
         net.load_state_dict(state)
         net = net.eval().requires_grad_(False).to(self.device)
         if self.device.type == "cpu":
@@ -352,7 +486,7 @@ class I3DFeatureExtractor:
     @property
     def is_random(self) -> bool:
         """Whether this is the random-init network (scores not comparable to published FVD)."""
-        return self.name == RANDOM_NAME
+        return self.layout == "random"
 
     def __repr__(self) -> str:
         return f"I3DFeatureExtractor(name={self.name!r}, sha256={self.weights_sha256[:12]}, device={self.device})"

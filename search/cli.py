@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sned.supernet.train", "train the supernet (superposition over widths, depths, resolutions)"),
     "sample": ("sned.supernet.sample", "generate videos from a subnet of a checkpoint (DDIM)"),
     "latency": ("sned.predictors.latency_cli", "measure, validate and inspect per-block latency tables"),
+    "features": ("sned.predictors.features", "train or inspect a domain video classifier for FVD/KVD/IS features"),
     "fvd": ("sned.predictors.fvd_cli", "FVD and KVD between two video folders or feature files"),
     "evaluate": ("sned.predictors.evaluate", "sampled FVD/KVD of subnets of a checkpoint, as Ray Tune trials"),
     "fit": ("sned.predictors.fit_cli", "fit an accuracy (FVD) predictor on a sampled-FVD table"),

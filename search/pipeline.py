@@ -69,7 +69,8 @@ class PipelineConfig:
         eval_steps: DDIM steps per video.
         eval_noise_floor: subnets per resolution evaluated twice, for the noise-floor tau.
         eval_cpus_per_trial: Ray resources per trial (1 on a 2-core machine: two trials at a time).
-        fit_folds: cross-validation folds of the predictor fit.
+        fit_folds: outer cross-validation folds of the predictor fit (nested CV; they score it).
+        fit_inner_folds: inner folds (they choose the model inside each outer fold).
         search_budget_ms: the latency budget of the bundled search.
     """
 
@@ -89,6 +90,7 @@ class PipelineConfig:
     eval_noise_floor: int = 3
     eval_cpus_per_trial: float = 1.0
     fit_folds: int = 5
+    fit_inner_folds: int = 3
     search_budget_ms: float = 200.0
 
     @classmethod
@@ -218,7 +220,8 @@ def stage_fit(ctx: Context) -> dict[str, Any]:
     from sned.predictors.accuracy import AccuracyPredictor, read_fvd_table
 
     table, meta = read_fvd_table(ctx.paths["evaluate"], ctx.space)
-    predictor = AccuracyPredictor.fit(ctx.space, table, folds=ctx.cfg.fit_folds, seed=ctx.cfg.seed, table_meta=meta,
+    predictor = AccuracyPredictor.fit(ctx.space, table, folds=ctx.cfg.fit_folds, inner_folds=ctx.cfg.fit_inner_folds,
+                                      seed=ctx.cfg.seed, table_meta=meta,
                                       command=" ".join(sys.argv), progress=ctx.progress)
     predictor.save(ctx.paths["fit"])
     return {"model": predictor.kind, "metrics": predictor.metrics}
@@ -309,28 +312,68 @@ def bundle(experiment: str, out: str | Path, device: str = "cpu") -> Path:
     if metrics.exists():  # the training loss curve the README quotes
         shutil.copy2(metrics, target / "train-metrics.csv")
         records["train-metrics.csv"] = records.get("train", {})
+    if (out / "train" / "validation.csv").exists():  # the held-out loss curve (benchmarks/training.py)
+        shutil.copy2(out / "train" / "validation.csv", target / "validation.csv")
+        records["validation.csv"] = records.get("train", {})
     if (out / "train").exists():
-        records["samples"] = _bundle_samples(out / "train", target / "samples", path)
+        records["supernet"] = _bundle_supernet(out / "train", target / "supernet", out)
+        for old in (target / "samples").glob("*.gif"):  # grids of an earlier bundle (other names)
+            old.unlink()
+        records["samples"] = _bundle_samples(target / "supernet", target / "samples",
+                                             PipelineConfig.from_experiment(load_experiment(experiment)[0]))
     write_json_atomic(target / "provenance.json", json.loads(json.dumps(records, default=str)))
     return target
 
 
-def _bundle_samples(run: Path, folder: Path, experiment: Path, n: int = 2, steps: int = 25) -> dict[str, Any]:
-    """GIFs of the smallest and the largest subnet at the largest resolution (seed 0)."""
+def _bundle_supernet(run: Path, folder: Path, out: Path) -> dict[str, Any]:
+    """The newest checkpoint's EMA weights (fp16) with provenance: command, commit, date, steps, seconds, losses."""
+    from sned.supernet.checkpoint import bundle_weights
+    from sned.supernet.train import read_metrics, read_validation
+
+    rows = read_metrics(run)
+    validation = read_validation(run)
+    last = max((r["step"] for r in validation), default=0)
+    losses = {f"{r['res']}px/{r['subnet']}/t{r['t']}": r["loss"] for r in validation if r["step"] in (0, last)}
+    marker_file = marker(out, "train")
+    train_marker = json.loads(marker_file.read_text()) if marker_file.exists() else {}
+    provenance = {"command": train_marker.get("command"), "commit": git_commit(),
+                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "steps": rows[-1]["step"] if rows else 0,
+                  "train_seconds": round(sum(r["seconds"] for r in rows), 1),
+                  "held_out_step": last, "held_out_loss": losses,
+                  "train_marker": {k: train_marker.get(k) for k in ("commit", "date", "seconds", "host", "cpu")}}
+    bundle_weights(run, folder, dtype="fp16", provenance=provenance)
+    return {"folder": f"{folder.name}/", **provenance}
+
+
+def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int = 25) -> dict[str, Any]:
+    """Per resolution, GIF grids of the largest and the smallest subnet (several seeds) and of real clips.
+
+    Sampled from the bundled (fp16) weights, so a fresh clone's ``sned sample tiny ...`` gives the
+    same videos. 24 videos at the two small resolutions, 12 at the largest (file size).
+    """
     from sned.supernet.checkpoint import load_supernet
-    from sned.supernet.sample import generate, to_uint8
+    from sned.supernet.data import CLASS_NAMES, render_video
+    from sned.supernet.sample import generate, to_uint8, video_grid
     from sned.supernet.video_io import write_video
 
-    net, info = load_supernet(run)
-    res = max(net.space.resolutions)
-    written = {}
-    for which in ("smallest", "largest"):
-        arch = getattr(net.space, which)(res)
-        videos = to_uint8(generate(net, arch, n, steps, seed=0, prediction=info["config"].get("prediction", "v")))
-        # one GIF with the n videos side by side
-        write_video(folder / f"{which}-{res}.gif", np.concatenate(list(videos), axis=2))
-        written[which] = {"arch": arch, "file": f"samples/{which}-{res}.gif"}
+    net, info = load_supernet(weights)
+    space = net.space
+    written: dict[str, Any] = {}
+    for res in space.resolutions:
+        n = 24 if res < max(space.resolutions) else 12
+        scale = max(1, 64 // res)
+        real = np.stack([render_video(CLASS_NAMES[i % len(CLASS_NAMES)], 1000 + i // len(CLASS_NAMES), space.frames,
+                                      res, cfg.seed + 1) for i in range(n)])  # unseen videos of every class
+        write_video(folder / f"real-{res}.gif", video_grid(real, columns=6, scale=scale))
+        written[f"real-{res}"] = {"file": f"samples/real-{res}.gif", "n": n, "seed": cfg.seed + 1}
+        for which in ("largest", "smallest"):
+            arch = getattr(space, which)(res)
+            videos = to_uint8(generate(net, arch, n, steps, seed=0, prediction=info["config"].get("prediction", "v")))
+            write_video(folder / f"{which}-{res}.gif", video_grid(videos, columns=6, scale=scale))
+            written[f"{which}-{res}"] = {"arch": arch, "file": f"samples/{which}-{res}.gif", "n": n}
     return {"checkpoint_sha256": info["sha256"], "step": info["step"], "steps": steps, "seed": 0, "gifs": written,
+            "command": f"sned sample {weights.parent.name} --largest|--smallest --res R --n N --steps {steps} --seed 0",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit()}
 
 

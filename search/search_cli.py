@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     verify = parser.add_argument_group("verification (generates videos: needs a checkpoint, real videos, torch, Ray)")
     verify.add_argument("--verify", default=None, metavar="K",
                         help="measure the real sampled FVD of K members of each front (Ray Tune trials)")
-    verify.add_argument("--ckpt", default=None, help="supernet checkpoint (run folder) for --verify")
+    verify.add_argument("--ckpt", default=None, help="supernet checkpoint for --verify: a run folder, a checkpoint folder or a "
+                        "bundled name (default: the experiment's bundled supernet, e.g. experiments/tiny/supernet)")
     verify.add_argument("--data", default=None, help="folder of real videos for --verify")
     verify.add_argument("--address", default=None, help="Ray cluster address for --verify (default: local Ray)")
     verify.add_argument("--i3d", default=None, help="I3D weights for --verify (default: $SNED_I3D_WEIGHTS or i3d-random)")
@@ -86,11 +87,19 @@ def run(args: argparse.Namespace) -> int:
         table=args.table, predictor=args.predictor)
     verify_k = None if args.verify is None else _int_arg(args.verify, "--verify", 1)
     if verify_k is not None:
+        if not args.ckpt:  # the experiment's bundled supernet, when it has one (tiny does)
+            from sned.supernet.checkpoint import bundled_supernet
+
+            bundled = bundled_supernet(Path(config.experiment).stem)
+            args.ckpt = str(bundled) if bundled is not None else None
         for flag, value in (("--ckpt", args.ckpt), ("--data", args.data)):
             if not value:
                 raise UserError(f"--verify needs {flag}")
-            if not Path(value).exists():
-                raise UserError(f"{flag} {value}: not found")
+        if not Path(args.data).exists():
+            raise UserError(f"--data {args.data}: not found")
+        from sned.supernet.checkpoint import resolve_checkpoint
+
+        args.ckpt = str(resolve_checkpoint(args.ckpt))  # a run, a checkpoint folder or a bundled name
     out = Path(args.out) if args.out else default_out_dir()
     created = not out.exists()
     prepare_out_dir(out)  # fail before the search, not after it

@@ -148,6 +148,55 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, ema:
     return final
 
 
+def bundle_weights(ckpt: str | Path, out: str | Path, dtype: str = "fp16",
+                   provenance: Mapping[str, Any] | None = None) -> Path:
+    """Write a checkpoint's EMA weights as a small, inference-only checkpoint folder.
+
+    ``out/weights.safetensors`` holds the ``ema.*`` tensors (``dtype`` ``"fp16"`` halves the size;
+    they load into the fp32 supernet), ``out/state.json`` the checkpoint's space, configs, step and
+    seed plus ``provenance`` (command, commit, date, seconds, held-out losses...). No optimizer
+    state: it loads with :func:`load_supernet` for sampling, export and ``--verify``, not for resume.
+
+    Returns:
+        The folder ``out``.
+    """
+    if dtype not in ("fp16", "fp32"):
+        raise UserError(f"dtype {dtype!r}; valid: fp16, fp32")
+    ckpt = resolve_checkpoint(ckpt)
+    state = read_state(ckpt)
+    tensors = split_prefix(load_tensors(ckpt), "ema")
+    if dtype == "fp16":
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle.", dir=out))
+    try:
+        save_file({f"ema.{k}": v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS),
+                  metadata={"format": FORMAT, "dtype": dtype})
+        keep = ("experiment", "space", "space_hash", "config", "sample_config", "sampler", "seed", "world_size",
+                "total_steps", "torch_version")
+        payload = {"format": FORMAT, "version": VERSION, "step": int(state["step"]),
+                   **{k: state[k] for k in keep if k in state}, "weights_only": True, "dtype": dtype,
+                   "source_sha256": state["files"][WEIGHTS], "provenance": dict(provenance or {}),
+                   "files": {WEIGHTS: sha256_file(tmp / WEIGHTS)}}
+        write_json_atomic(tmp / STATE, payload, indent=1)
+        os.replace(tmp / WEIGHTS, out / WEIGHTS)
+        os.replace(tmp / STATE, out / STATE)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def bundled_supernet(experiment: str) -> Path | None:
+    """The folder of a bundled experiment's trained supernet (``experiments/<name>/supernet``), if any."""
+    from importlib import resources
+
+    if not experiment.replace("-", "").replace("_", "").isalnum():
+        return None
+    folder = Path(str(resources.files("sned.experiments"))) / experiment / "supernet"
+    return folder if (folder / STATE).is_file() else None
+
+
 # ----------------------------------------------------------------------------- find and load
 
 
@@ -160,12 +209,15 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from a run folder (its newest), a checkpoint folder, or one of its files.
+    """A checkpoint folder from a run folder (its newest), a checkpoint folder, one of its files, or
+    the name of a bundled experiment with a trained supernet (``"tiny"``: ``experiments/tiny/supernet``).
 
     Raises:
         UserError: nothing checkpoint-like there.
     """
     path = Path(path)
+    if not path.exists() and (bundled := bundled_supernet(str(path))) is not None:
+        return bundled
     if path.is_file() and path.name in (WEIGHTS, OPTIMIZER, STATE):
         path = path.parent
     if not path.exists():
@@ -252,7 +304,8 @@ def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: st
     """Load a trained supernet from a checkpoint (or a run folder's newest one).
 
     Args:
-        ckpt_path_or_run_dir: a run folder, a ``step-XXXXXXXX`` folder, or one of its files.
+        ckpt_path_or_run_dir: a run folder, a ``step-XXXXXXXX`` folder, one of its files, a bundled
+            weights folder (:func:`bundle_weights`), or a bundled experiment's name (``"tiny"``).
         ema: load the EMA weights (what sampling should use) instead of the raw ones.
         device: where to put the network.
 
@@ -271,6 +324,8 @@ def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: st
     state = read_state(ckpt)
     space = space_from_state(state, str(ckpt))
     net = Supernet(space)
+    if not ema and state.get("weights_only"):
+        raise UserError(f"{ckpt} holds only the EMA weights (a bundled supernet); drop --raw")
     load_into(net, split_prefix(load_tensors(ckpt), "ema" if ema else "model"), str(ckpt))
     net = net.to(device).eval()
     info = {"path": str(ckpt), "step": int(state["step"]), "experiment": state["experiment"],
@@ -279,6 +334,7 @@ def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: st
     return net, info
 
 
-__all__ = ["CHECKPOINTS", "FORMAT", "OPTIMIZER", "STATE", "WEIGHTS", "list_checkpoints", "load_into",
+__all__ = ["CHECKPOINTS", "FORMAT", "OPTIMIZER", "STATE", "WEIGHTS", "bundle_weights", "bundled_supernet",
+           "list_checkpoints", "load_into",
            "load_supernet", "load_tensors", "optimizer_state", "read_state", "resolve_checkpoint", "rng_states",
            "save_checkpoint", "set_rng_states", "sha256_file", "space_from_state", "split_prefix"]

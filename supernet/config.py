@@ -54,7 +54,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # global gradient-norm clip (0 disables)
     ema_decay: float = 0.999
     ema_start: int = 0  # steps before the EMA starts tracking (it copies the weights until then)
-    prediction: Literal["v", "eps"] = "v"
+    prediction: Literal["v", "eps", "x0"] = "v"
     sampler: SamplerKind = "dynamic"  # "uniform": every gene uniform; "dynamic": cost buckets
     cost: CostKind = "flops"  # what the dynamic sampler buckets by
     buckets: int = 8  # cost buckets (quantiles) per resolution

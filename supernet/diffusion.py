@@ -1,8 +1,18 @@
-"""Gaussian diffusion for the supernet: the cosine noise schedule, v/eps prediction, the training loss
-and the DDIM sampler.
+"""Gaussian diffusion for the supernet: the cosine noise schedule, v/eps/x0 prediction, the training
+loss and the DDIM sampler.
 
 References: Nichol & Dhariwal 2021 (improved DDPM: the cosine schedule); Salimans & Ho 2022
-(progressive distillation: v-prediction); Song et al. 2021 (DDIM).
+(progressive distillation: v-prediction); Hang et al. 2023 (Min-SNR weighting); Song et al. 2021
+(DDIM).
+
+**x0 prediction** (the network outputs x̂_0 directly) is the default of patch-stem spaces such
+as ``tiny``: a v or ε target at small t is mostly the noise ε itself, full rank per pixel, which a
+4×4 space-to-depth stem cannot pass through 32-64 channels, so under-removed noise piles up
+along the sampling path. With x̂_0 the noise is removed analytically (ε̂ = (z − α·x̂_0)/σ) and
+the network only has to produce the clean video. Its loss is the x0 error weighted by
+min(1 + SNR, 1 + γ), SNR = α²/σ²: exactly the v loss (which equals (1 + SNR)·‖x̂_0 − x_0‖²)
+wherever SNR ≤ γ (t ≳ 265 for γ = 5), and capped at small t, where the v weight grows without
+bound (Min-SNR, Hang et al. 2023).
 
 Notation (code name -> symbol):
 
@@ -41,8 +51,9 @@ from typing import Literal
 
 import torch
 
-Prediction = Literal["v", "eps"]
-PREDICTIONS: tuple[str, ...] = ("v", "eps")
+Prediction = Literal["v", "eps", "x0"]
+PREDICTIONS: tuple[str, ...] = ("v", "eps", "x0")
+MIN_SNR_GAMMA = 5.0  # x0 loss weight cap: min(1 + SNR, 1 + gamma)
 # model(z, t) -> prediction; t is a float tensor (b,) of timesteps in [0, T)
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,7 +74,8 @@ class GaussianDiffusion:
     """The forward process, the training target and the prediction conversions.
 
     Args:
-        prediction: ``"v"`` (default; stable at both ends of the schedule) or ``"eps"``.
+        prediction: ``"v"`` (default; stable at both ends of the schedule), ``"eps"``, or ``"x0"``
+            (the network predicts the clean video; see the module docstring).
         timesteps: T.
         s: the cosine schedule's offset.
         max_beta: upper clip of β_t.
@@ -98,9 +110,11 @@ class GaussianDiffusion:
         return alpha * x0 + sigma * noise
 
     def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """What the network learns to predict: v = α_t·ε − σ_t·x_0, or ε."""
+        """What the network learns to predict: v = α_t·ε − σ_t·x_0, ε, or x_0."""
         if self.prediction == "eps":
             return noise
+        if self.prediction == "x0":
+            return x0
         alpha, sigma = self._scales(t, x0)
         return alpha * noise - sigma * x0
 
@@ -109,12 +123,33 @@ class GaussianDiffusion:
         alpha, sigma = self._scales(t, z)
         if self.prediction == "v":
             return alpha * z - sigma * prediction, sigma * z + alpha * prediction
+        if self.prediction == "x0":
+            return prediction, (z - alpha * prediction) / sigma
         return (z - sigma * prediction) / alpha, prediction
+
+    def to_v(self, prediction: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The prediction expressed as v̂ = α_t·ε̂ − σ_t·x̂_0, whatever the network predicts.
+
+        Validation losses are compared in this one unit (the v-MSE equals (1 + SNR)·‖x̂_0 − x_0‖²).
+        """
+        if self.prediction == "v":
+            return prediction
+        alpha, sigma = self._scales(t, z)
+        x0, eps = self.split(prediction, z, t)
+        return alpha * eps - sigma * x0
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample weight of the squared error (b,), or None for the plain mean (v, eps)."""
+        if self.prediction != "x0":
+            return None
+        ab = self.alpha_bar.to(t.device)[t.long()]
+        return (1.0 / (1.0 - ab)).clamp(max=1.0 + MIN_SNR_GAMMA).float()  # 1 + SNR = 1 / σ², capped
 
     # ------------------------------------------------------------------ training
 
     def loss(self, model: Denoiser, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Mean squared error of the prediction over the batch, at uniform random timesteps.
+        """Mean squared error of the prediction over the batch, at uniform random timesteps
+        (for x0 prediction weighted per sample by :meth:`loss_weight`).
 
         Args:
             model: ``model(z, t)`` with ``t`` float timesteps ``(b,)``.
@@ -127,7 +162,11 @@ class GaussianDiffusion:
         t = self.sample_timesteps(x0.shape[0], generator, x0.device)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         prediction = model(self.q_sample(x0, t, noise), t.float())
-        return (prediction.float() - self.target(x0, t, noise).float()).square().mean()
+        error = (prediction.float() - self.target(x0, t, noise).float()).square()
+        weight = self.loss_weight(t)
+        if weight is None:
+            return error.mean()
+        return (error.flatten(1).mean(dim=1) * weight).mean()
 
     # ------------------------------------------------------------------ sampling
 

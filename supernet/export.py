@@ -136,7 +136,8 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pareto", help="a search run's pareto.json (or the run folder)")
     parser.add_argument("--id", required=True, dest="arch_id", help="arch id from the front")
-    parser.add_argument("--ckpt", required=True, help="supernet checkpoint (run folder or checkpoint folder)")
+    parser.add_argument("--ckpt", required=True, help="supernet checkpoint: run folder, checkpoint folder, or a bundled "
+                        "experiment's name (tiny: experiments/tiny/supernet)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA weights")
 

@@ -2,8 +2,10 @@
 
     sned sample CKPT (--arch JSON | --largest | --smallest) --res R --n N --steps S --out DIR [--eta 0] [--seed K]
 
-``CKPT`` is a run folder (its newest checkpoint) or a checkpoint folder. Writes ``sample-000.mp4``
-and ``sample-000.gif`` per video and ``samples.json`` (arch, checkpoint sha256, seed, steps, eta).
+``CKPT`` is a run folder (its newest checkpoint), a checkpoint folder, or a bundled experiment's
+name (``tiny``: ``experiments/tiny/supernet``, trained EMA weights). Writes ``sample-000.mp4`` and
+``sample-000.gif`` per video, ``grid.gif`` (all of them tiled) and ``samples.json`` (arch,
+checkpoint sha256, seed, steps, eta).
 
 :func:`generate` is the Python entry point (the sampled-FVD trials call it). It uses **common random
 numbers**: video ``i`` draws all its noise from a generator seeded by ``(seed, i)``, so every
@@ -83,17 +85,43 @@ def to_uint8(videos: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 4, 1).numpy()
 
 
+def video_grid(videos: np.ndarray, columns: int = 6, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """Tile ``(n, f, h, w, 3)`` uint8 videos into one ``(f, H, W, 3)`` video, row by row.
+
+    ``pad`` pixels of black separate the tiles; ``scale`` enlarges every pixel (nearest) so that
+    32 px videos stay visible. Missing tiles of the last row stay black.
+    """
+    videos = np.asarray(videos)
+    if videos.ndim != 5 or videos.dtype != np.uint8:
+        raise ValueError(f"expected uint8 videos (n, f, h, w, 3), got {videos.dtype} {videos.shape}")
+    if scale > 1:
+        videos = videos.repeat(scale, axis=2).repeat(scale, axis=3)
+    n, f, h, w, c = videos.shape
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    out = np.zeros((f, rows * (h + pad) + pad, columns * (w + pad) + pad, c), dtype=np.uint8)
+    for i, video in enumerate(videos):
+        r, col = divmod(i, columns)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        out[:, top: top + h, left: left + w] = video
+    return out
+
+
 def write_samples(videos: torch.Tensor, out: str | Path, fps: int = 8, meta: dict[str, Any] | None = None
                   ) -> list[Path]:
-    """Write each video as ``sample-XXX.mp4`` and ``.gif`` under ``out`` (+ ``samples.json``); return the mp4s."""
+    """Write each video as ``sample-XXX.mp4`` and ``.gif`` under ``out``, all of them tiled in
+    ``grid.gif``, and ``samples.json``; return the mp4s."""
     from sned.supernet.video_io import write_video
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, frames in enumerate(to_uint8(videos)):
+    frames_all = to_uint8(videos)
+    for i, frames in enumerate(frames_all):
         paths.append(write_video(out / f"sample-{i:03d}.mp4", frames, fps=fps))
         write_video(out / f"sample-{i:03d}.gif", frames, fps=fps)
+    scale = max(1, 64 // frames_all.shape[2])
+    write_video(out / "grid.gif", video_grid(frames_all, columns=6, scale=scale), fps=fps)
     fd, tmp = tempfile.mkstemp(suffix=".json", dir=out)
     with os.fdopen(fd, "w") as f:
         json.dump({**(meta or {}), "videos": [p.name for p in paths]}, f, indent=1)
@@ -111,7 +139,8 @@ def _parse_arch(text: str) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``sned sample`` options."""
-    parser.add_argument("checkpoint", help="run folder (newest checkpoint), checkpoint folder, or a `sned export` folder")
+    parser.add_argument("checkpoint", help="run folder (newest checkpoint), checkpoint folder, a `sned export` folder, "
+                        "or a bundled experiment's name (tiny: its trained supernet)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--arch", help="the subnet as JSON (or a .json file); its res is overridden by --res")
     which.add_argument("--largest", action="store_true", help="the largest subnet at --res")

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"space {summary['name']}  (hash {summary['hash']}, {summary['size']:,} archs; {summary['source']})")
     spec = space.spec
     print(f"  frames {spec.frames}, channels {spec.channels}, patch {spec.patch_size}, head_dim {spec.head_dim}"
+          + (f", pixel path {spec.pixel_channels} ch" if spec.pixel_channels else "")
           + (f", latent {spec.latent.channels}ch /{spec.latent.spatial_factor}x /{spec.latent.temporal_factor}t"
              if spec.latent else ""))
     for s, st in enumerate(spec.stages):

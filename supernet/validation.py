@@ -3,7 +3,8 @@
 nanoGPT reports an eval loss on held-out data; sned does the same per resolution, for the largest
 and the smallest subnet. The clips, the noise and the timesteps are fixed once per run, so two
 evaluations differ only by the weights (the same common random numbers the sampled-quality trials
-use). Every figure is the v- (or ε-) prediction MSE at one timestep, the training loss's own unit.
+use). Every figure is the MSE of the prediction expressed as v (``GaussianDiffusion.to_v``) at one
+timestep, whatever the network predicts: the v loss's unit, (1 + SNR) times the x_0 error.
 
 Two reference levels tell at once whether the network uses spatial context:
 
@@ -58,6 +59,7 @@ def held_out_loss(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, 
     Returns:
         ``{t: loss}`` in the order of ``held.timesteps``.
     """
+    v = GaussianDiffusion("v")  # every prediction type is scored in v units
     out = {}
     for t in held.timesteps:
         total, count = 0.0, 0
@@ -65,8 +67,9 @@ def held_out_loss(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, 
             x0 = held.clips[i: i + batch_size].to(device)
             noise = held.noise[i: i + batch_size].to(device)
             tt = torch.full((len(x0),), t, dtype=torch.long, device=device)
-            target = diffusion.target(x0, tt, noise)
-            prediction = model(diffusion.q_sample(x0, tt, noise), tt.float()).float()
+            target = v.target(x0, tt, noise)
+            z = diffusion.q_sample(x0, tt, noise)
+            prediction = diffusion.to_v(model(z, tt.float()).float(), z, tt)
             total += float((prediction - target.float()).square().sum())
             count += target.numel()
         out[t] = total / count
@@ -95,20 +98,14 @@ def reference_losses(held: HeldOut, diffusion: GaussianDiffusion, pixels: int = 
         alpha_bar = float(diffusion.alpha_bar[t])
         alpha, sigma = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
         z = alpha * x0 + sigma * eps
-        if diffusion.prediction == "v":
-            target = alpha * eps - sigma * x0
-        else:
-            target = eps
+        target = alpha * eps - sigma * x0  # v units, whatever the network predicts
         zero[t] = float(target.square().mean())
         # Posterior mean of x0 given z under the discrete prior: weights softmax(-|z - a x_k|^2 / 2 s^2).
         x0_hat = torch.empty_like(x0)
         for i in range(0, len(z), 2048):
             logits = -torch.cdist(z[i: i + 2048], alpha * prior).square() / (2.0 * sigma**2)
             x0_hat[i: i + 2048] = torch.softmax(logits, dim=1) @ prior
-        if diffusion.prediction == "v":  # v = (a z - x0) / s
-            prediction = (alpha * z - x0_hat) / sigma
-        else:  # eps = (z - a x0) / s
-            prediction = (z - alpha * x0_hat) / sigma
+        prediction = (alpha * z - x0_hat) / sigma  # v = (a z - x0) / s
         per_pixel[t] = float((prediction - target).square().mean())
     return {"zero": zero, "per_pixel": per_pixel}
 

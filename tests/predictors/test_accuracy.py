@@ -1,4 +1,5 @@
-"""Tests for sned.predictors.accuracy and ``sned fit``: tables, fitting, numpy inference, refusals."""
+"""Tests for sned.predictors.accuracy and ``sned fit``: tables, nested-CV fitting, baselines, numpy inference,
+refusals."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ import pandas as pd
 import pytest
 
 from sned.predictors import accuracy as A
+from sned.predictors import selection, surrogate_fit
 from sned.predictors.accuracy import (
     AccuracyPredictor,
     read_fvd_table,
     synthetic_fvd_table,
     write_fvd_table,
 )
+from sned.predictors.encoding import stage_configurations
+from sned.predictors.quality_table import table_genes
 from sned.search.cli import main
 from sned.supernet.errors import UserError
-from sned.supernet.space import SpaceError, load_space
+from sned.supernet.space import SpaceError, arch_id, canonical_json, load_space
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def table(tiny):
 def predictors(tiny) -> dict[str, AccuracyPredictor]:
     """One fitted predictor per model family (small table, 2 folds: these test export and I/O)."""
     df, meta = synthetic_fvd_table(tiny, 80, np.random.default_rng(1), noise=2.0)
-    return {kind: AccuracyPredictor.fit(tiny, df, models=[kind], targets=["log"], folds=2, seed=0,
+    return {kind: AccuracyPredictor.fit(tiny, df, models=[kind], transforms=["log"], folds=2, seed=0,
                                         table_meta=meta, command="pytest") for kind in A.MODELS}
 
 
@@ -116,16 +120,24 @@ def test_read_refuses_non_finite_fvd(tmp_path, table):
 
 def test_fit_on_smooth_function_reaches_tau_09(tiny, table):
     df, meta = table
-    pred = AccuracyPredictor.fit(tiny, df, folds=3, seed=0, table_meta=meta, command="pytest")
+    pred = AccuracyPredictor.fit(tiny, df, folds=3, inner_folds=2, seed=0, table_meta=meta, command="pytest")
     cands = pred.candidate_table()
-    assert set(cands["model"]) == set(A.MODELS) and set(cands["target"]) == {"log", "fvd"}
-    assert np.isfinite(cands[["tau", "rho", "rmse", "tau_res"]].to_numpy()).all()
+    assert set(cands["model"]) == set(A.MODELS) and set(cands["transform"]) == {"log", "identity"}
+    assert np.isfinite(cands[["tau_res", "rho_res", "tau", "rho", "rmse"]].to_numpy()).all()
     chosen = cands[cands["chosen"]]
-    assert len(chosen) == 1 and chosen["tau"].iloc[0] == cands["tau"].max()
-    assert pred.metrics["tau"] >= 0.9, cands
-    assert pred.metrics["rho"] >= 0.95 and pred.metrics["rmse"] < 5.0  # noise std is 2 FVD
-    assert pred.kind == chosen["model"].iloc[0] and pred.target == chosen["target"].iloc[0]
-    assert pred.info["table"]["noise_floor_tau"] == meta["noise_floor_tau"]
+    # the final choice is the inner CV's on all rows: the best within-resolution tau, not the pooled one
+    assert len(chosen) == 1 and chosen["tau_res"].iloc[0] == cands["tau_res"].max()
+    assert cands["picked"].sum() == 3  # one inner-CV choice per outer fold
+    m = pred.metrics  # the nested (outer-fold) scores of the whole selection procedure
+    assert m["tau"] >= 0.9 and m["tau_res"] >= 0.85, (m, cands)
+    assert m["rho"] >= 0.95 and m["rmse"] < 5.0  # noise std is 2 FVD
+    assert pred.kind == chosen["model"].iloc[0] and pred.transform == chosen["transform"].iloc[0]
+    assert pred.target == "fvd" and pred.info["table"]["noise_floor_tau"] == meta["noise_floor_tau"]
+    # the synthetic FVD is a function of params and res only: within a resolution, params ranks as well
+    baselines = pred.baseline_table().set_index("name")
+    assert list(baselines.index) == list(A.BASELINES)
+    assert baselines.loc["params", "tau_res"] >= 0.85 and baselines.loc["resolution", "tau_res"] == 0.0
+    assert m["best_baseline"] == "params" and m["beats_baselines"] is False
 
 
 @pytest.mark.parametrize("kind", A.MODELS)
@@ -149,7 +161,7 @@ def test_tree_export_matches_sklearn_exactly():
     z = np.sin(F[:, 0]) + 0.3 * F[:, 1] ** 2 + rng.normal(0, 0.1, 150)
     fitted = [GradientBoostingRegressor(n_estimators=25, max_depth=3, subsample=0.8, random_state=m).fit(F, z)
               for m in range(3)]
-    members = A._trees_from_sklearn(fitted)._members(T)
+    members = surrogate_fit.trees_from_sklearn(fitted)._members(T)
     np.testing.assert_allclose(members, np.stack([g.predict(T) for g in fitted]), rtol=0, atol=1e-12)
 
 
@@ -163,7 +175,7 @@ def test_gp_export_matches_sklearn_mean_and_latent_std():
     z = np.sin(F[:, 0]) + F[:, 1] + rng.normal(0, 0.1, 100)
     gp = GaussianProcessRegressor(ConstantKernel() * RBF(np.ones(4)) + WhiteKernel(1e-2)).fit(F, z)
     mean, std = gp.predict(T, return_std=True)  # sklearn's std includes the white noise
-    ours_mean, ours_std = A._gp_from_sklearn(gp).predict(T)
+    ours_mean, ours_std = surrogate_fit.gp_from_sklearn(gp).predict(T)
     np.testing.assert_allclose(ours_mean, mean, atol=1e-9)
     np.testing.assert_allclose(ours_std**2, std**2 - gp.kernel_.k2.noise_level, atol=1e-7)
 
@@ -190,6 +202,188 @@ def test_fit_refuses_arch_that_disagrees_with_res(tiny, table):
     df.loc[0, "res"] = 999
     with pytest.raises(UserError, match="row 0: res column 999"):
         AccuracyPredictor.fit(tiny, df, models=["ridge"])
+
+
+# ----------------------------------------------------------------------------- honest model selection
+
+
+def _stage_table(space, n_configurations: int, rng: np.random.Generator) -> pd.DataFrame:
+    """A table where every one of ``n_configurations`` stage configurations is measured at every resolution."""
+    X = np.unique(space.sample_genes(rng, 4 * n_configurations, res=space.resolutions[0]), axis=0)
+    X = X[rng.permutation(len(X))[:n_configurations]]
+    rows = []
+    for r in range(len(space.resolutions)):
+        at_res = X.copy()
+        at_res[:, 0] = r  # gene 0 is the resolution
+        rows.append(at_res)
+    X = np.concatenate(rows)
+    archs = space.decode(X)
+    df, _ = synthetic_fvd_table(space, 2, rng)  # only for the column layout
+    df = pd.concat([df.iloc[:1]] * len(archs), ignore_index=True)
+    df["arch_id"] = [arch_id(a) for a in archs]
+    df["arch"] = [canonical_json(a) for a in archs]
+    df["res"] = space.values(X)[:, 0].astype(np.int64)
+    df["fvd"] = 300 - 40 * np.log(space.params(X) / 1e5) + 10 * np.log2(df["res"] / 32) + rng.normal(0, 2, len(df))
+    df["kvd"] = df["fvd"] / 1000
+    return df
+
+
+def test_selection_uses_within_resolution_tau_not_pooled_tau(monkeypatch):
+    """Pooled tau prefers a candidate that knows only the resolution; the one that ranks inside one must win."""
+    rng = np.random.default_rng(5)
+    res = np.repeat([32, 64, 128], 20)
+    quality = rng.normal(0, 10, len(res))
+    truth = 100 * np.log2(res) + quality
+    F = np.stack([res, quality], axis=1).astype(np.float64)
+
+    class Fake:
+        def __init__(self, kind):
+            self.kind = kind
+
+        def predict(self, F_rows):
+            mean = 100 * np.log2(F_rows[:, 0]) if self.kind == "resolution_only" else F_rows[:, 1]
+            return mean, np.zeros(len(F_rows))
+
+    monkeypatch.setattr(selection, "fit_surrogate", lambda kind, transform, *args: Fake(kind))
+    candidates = [("resolution_only", "identity"), ("stages_only", "identity")]
+    choice, rows = selection.choose_candidate(candidates, F, truth, res, np.arange(len(res)), folds=3,
+                                              rng=np.random.default_rng(0), seed=0)
+    by_kind = {row["model"]: row for row in rows}
+    assert by_kind["resolution_only"]["tau"] > by_kind["stages_only"]["tau"]  # pooled tau prefers it ...
+    assert by_kind["resolution_only"]["tau_res"] == 0.0 and by_kind["stages_only"]["tau_res"] == 1.0
+    assert choice == ("stages_only", "identity")  # ... the within-resolution tau does not
+
+
+def test_folds_group_every_resolution_of_a_stage_configuration(tiny, monkeypatch):
+    df = _stage_table(tiny, 12, np.random.default_rng(7))
+    assert df["arch_id"].nunique() == 36  # one arch id per (configuration, resolution): grouping by it splits them
+    configurations = df["arch"].map(lambda text: canonical_json({k: v for k, v in json.loads(text).items()
+                                                                 if k != "res"}))
+    seen = {}
+    real = selection.select_and_evaluate
+
+    def spy(*args, **kwargs):
+        seen["result"] = result = real(*args, **kwargs)
+        return result
+
+    monkeypatch.setattr(selection, "select_and_evaluate", spy)
+    pred = AccuracyPredictor.fit(tiny, df, models=["ridge"], transforms=["identity"], folds=4, inner_folds=2)
+    outer_fold = seen["result"].outer_fold
+    per_configuration = pd.Series(outer_fold).groupby(configurations.to_numpy()).nunique()
+    assert len(per_configuration) == 12 and (per_configuration == 1).all()  # all resolutions in one fold
+    assert len(np.unique(outer_fold)) == 4
+    assert pred.info["table"]["stage_configurations"] == 12 and "stage configuration" in pred.info["cv"]["grouped_by"]
+    # the grouping key itself: the arch JSON without its res
+    np.testing.assert_array_equal(stage_configurations(tiny, table_genes(tiny, df)), configurations.to_numpy())
+
+
+def test_nested_cv_never_scores_a_fold_on_rows_that_chose_or_fitted_its_model(tiny, table, monkeypatch):
+    df, _ = table
+    X = table_genes(tiny, df)
+    F, values, res = A.features(tiny, X), df["fvd"].to_numpy(), df["res"].to_numpy()
+    assert len(np.unique(values)) == len(values)  # a row is recognised by its value
+    groups = stage_configurations(tiny, X)
+    row_of_feature = {F[i].tobytes(): i for i in range(len(F))}
+    row_of_value = {v: i for i, v in enumerate(values)}
+    choices, fits = [], []
+    real_choose, real_fit = selection.choose_candidate, selection.fit_surrogate
+
+    def choose(candidates, F_rows, values_rows, *args, **kwargs):
+        choices.append({row_of_value[v] for v in values_rows})
+        return real_choose(candidates, F_rows, values_rows, *args, **kwargs)
+
+    class Recorded:
+        def __init__(self, fitted, trained_on):
+            self.fitted, self.trained_on = fitted, trained_on
+
+        def predict(self, F_rows):
+            fits.append((self.trained_on, {row_of_feature[f.tobytes()] for f in F_rows}))
+            return self.fitted.predict(F_rows)
+
+    def fit(kind, transform, F_rows, values_rows, seed):
+        return Recorded(real_fit(kind, transform, F_rows, values_rows, seed), {row_of_value[v] for v in values_rows})
+
+    monkeypatch.setattr(selection, "choose_candidate", choose)
+    monkeypatch.setattr(selection, "fit_surrogate", fit)
+    designs = selection.baseline_designs(res, *tiny.costs(X))
+    result = selection.select_and_evaluate([("ridge", "log"), ("ridge", "identity")], F, values, res, groups,
+                                           designs, folds=3, inner_folds=2, seed=0)
+    everything = set(range(len(values)))
+    assert len(choices) == 4 and choices[-1] == everything  # one choice per outer fold, then on all rows
+    for k in range(3):
+        test = set(np.flatnonzero(result.outer_fold == k).tolist())
+        assert test and choices[k] == everything - test  # the choice for fold k never saw fold k
+        assert (everything - test, test) in fits  # and fold k is predicted by a model fitted without it
+    assert result.settings["outer_choices"] == [f"{kind}/{transform}" for kind, transform in result.outer_choices]
+    # every fit, inner or outer, predicted only rows it was not fitted on
+    assert len(fits) == 3 * (2 * 2 + 1) + 2 * 2 and all(not (trained & predicted) for trained, predicted in fits)
+
+
+def test_cli_says_a_resolution_only_table_does_not_beat_the_baselines(tmp_path, tiny, capsys):
+    rng = np.random.default_rng(11)
+    df, meta = synthetic_fvd_table(tiny, 90, rng)
+    df["fvd"] = 200 + 40 * np.log2(df["res"] / 32) + rng.normal(0, 5, len(df))  # only the resolution matters
+    path = _write(tmp_path, df, meta)
+    out_path = tmp_path / "pred.npz"
+    assert main(["fit", str(path), "--out", str(out_path), "--models", "ridge,gbt", "--folds", "3",
+                 "--inner-folds", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "does NOT beat the best baseline" in out and "beats_baselines: false" in out, out
+    assert "baseline: resolution" in out and "baseline: resolution+log_flops" in out and "baseline: params" in out
+    pred = AccuracyPredictor.load(out_path)
+    assert pred.metrics["beats_baselines"] is False and pred.beats_baselines is False
+    baselines = pred.baseline_table().set_index("name")
+    # pooled over resolutions the resolution-only baseline looks good; within a resolution it ranks nothing
+    assert baselines.loc["resolution", "tau"] > 0.5 and baselines.loc["resolution", "tau_res"] == 0.0
+    assert pred.metrics["tau_res"] < 0.3 and pred.info["comparison"]["lower_bound"] <= 0
+
+
+def test_fit_beats_the_baselines_when_the_stages_matter_beyond_cost(tiny):
+    rng = np.random.default_rng(12)
+    df, meta = synthetic_fvd_table(tiny, 90, rng)
+    V = tiny.values(table_genes(tiny, df))
+    # middle widths help or hurt: not monotone in params or FLOPs, so no cost baseline can rank it
+    df["fvd"] = (200 + 20 * np.log2(df["res"] / 32) + 30 * (V[:, 3] == 64) - 30 * (V[:, 7] == 96)
+                 + rng.normal(0, 2, len(df)))
+    pred = AccuracyPredictor.fit(tiny, df, models=["ridge"], folds=3, inner_folds=2, table_meta=meta)
+    assert pred.metrics["beats_baselines"] is True and pred.metrics["tau_res"] > 0.4, pred.info["comparison"]
+    assert pred.info["comparison"]["lower_bound"] > 0
+
+
+def test_fit_predicts_any_numeric_target_column(tiny, table):
+    df, meta = table
+    pred = AccuracyPredictor.fit(tiny, df, target="kvd", models=["ridge"], folds=3, inner_folds=2, table_meta=meta)
+    assert pred.target == "kvd" and pred.describe_target() in ("kvd", "log(kvd)")
+    mean, _ = pred.predict(tiny.decode(table_genes(tiny, df)))
+    assert np.abs(mean - df["kvd"].to_numpy()).max() < 0.05  # kvd units (fvd / 1000 here), not FVD
+    assert pred.info["table"]["target"] == "kvd"
+    with_loss = df.assign(loss=np.linspace(0.1, 0.2, len(df)))
+    assert AccuracyPredictor.fit(tiny, with_loss, target="loss", models=["ridge"], folds=3,
+                                 inner_folds=2).target == "loss"
+    with pytest.raises(UserError, match=r"target column 'loss' is not in the table; valid: \['fvd', 'kvd'\]"):
+        AccuracyPredictor.fit(tiny, df, target="loss", models=["ridge"])
+    with pytest.raises(UserError, match=r"target column 'arch' is not numeric"):
+        AccuracyPredictor.fit(tiny, df, target="arch", models=["ridge"])
+    broken = with_loss.copy()
+    broken.loc[[2, 5], "loss"] = np.nan
+    with pytest.raises(UserError, match=r"target column 'loss': 2 of 150 rows are missing or non-finite"):
+        AccuracyPredictor.fit(tiny, broken, target="loss", models=["ridge"])
+    with pytest.raises(UserError, match="transform 'log' needs positive values"):
+        AccuracyPredictor.fit(tiny, df.assign(kvd=df["kvd"] - 1), target="kvd", transforms=["log"], models=["ridge"])
+
+
+def test_fit_refuses_too_few_subnets_for_nested_cv_naming_how_many(tiny, table):
+    df, _ = table
+    assert selection.minimum_groups(5, 3) == 10 and selection.minimum_groups(2, 2) == 8
+    with pytest.raises(UserError, match=r"9 subnets in \d distinct stage configurations are too few for nested "
+                                        r"CV with 5 outer x 3 inner folds: need at least 10"):
+        AccuracyPredictor.fit(tiny, df.iloc[:9], models=["ridge"], folds=5, inner_folds=3)
+    # every resolution of one configuration is one group: 4 configurations x 3 res are 12 subnets, 4 groups
+    stages = _stage_table(tiny, 4, np.random.default_rng(3))
+    with pytest.raises(UserError, match=r"12 subnets in 4 distinct stage configurations .* need at least 8"):
+        AccuracyPredictor.fit(tiny, stages, models=["ridge"], folds=2, inner_folds=2)
+    with pytest.raises(UserError, match=r"inner_folds = 1: nested cross-validation needs an integer >= 2"):
+        AccuracyPredictor.fit(tiny, df, models=["ridge"], inner_folds=1)
 
 
 # ----------------------------------------------------------------------------- inference and refusals
@@ -240,9 +434,11 @@ def test_save_load_round_trip_is_identical(predictors, tiny, tmp_path, kind):
     X = tiny.sample_genes(np.random.default_rng(9), 500)
     for a, b in zip(pred.predict(X), loaded.predict(X), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert loaded.space_hash == tiny.hash and loaded.kind == kind and loaded.target == pred.target
-    assert loaded.metrics == pred.metrics
+    assert loaded.space_hash == tiny.hash and loaded.kind == kind and loaded.target == pred.target == "fvd"
+    assert loaded.transform == pred.transform == "log"
+    assert loaded.metrics == pred.metrics and isinstance(loaded.metrics["beats_baselines"], bool)
     pd.testing.assert_frame_equal(loaded.candidate_table(), pred.candidate_table())
+    pd.testing.assert_frame_equal(loaded.baseline_table(), pred.baseline_table())
     assert loaded.info["table"]["sha256"] is None or len(loaded.info["table"]["sha256"]) == 64
     prov = loaded.info["provenance"]
     assert prov["command"] == "pytest" and prov["sned_version"] and prov["date"]
@@ -268,6 +464,30 @@ def test_load_refuses_missing_corrupt_and_tampered_files(predictors, tmp_path):
     np.savez(tmp_path / "tampered.npz", **arrays)
     with pytest.raises(UserError, match="records 0000000000000000"):
         AccuracyPredictor.load(tmp_path / "tampered.npz")
+
+
+@pytest.mark.parametrize("transform", ["log", "identity"])
+def test_load_reads_format_v1_files(predictors, tiny, tmp_path, transform):
+    """v1 stored the transform as "target" ("log" or "fvd"); such files (e.g. bundled ones) still load."""
+    pred = predictors["ridge"]
+    path = pred.save(tmp_path / "v2.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays[A._META_KEY].tobytes())
+    meta["format_version"], meta["target"] = 1, {"log": "log", "identity": "fvd"}[transform]
+    del meta["transform"]
+    arrays[A._META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "v1.npz", **arrays)
+    old = AccuracyPredictor.load(tmp_path / "v1.npz")
+    assert old.target == "fvd" and old.transform == transform
+    if transform == "log":  # the same model read the old way predicts the same
+        X = tiny.sample_genes(np.random.default_rng(1), 20)
+        np.testing.assert_array_equal(old.predict(X)[0], pred.predict(X)[0])
+    meta["format_version"] = 7
+    arrays[A._META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "v7.npz", **arrays)
+    with pytest.raises(UserError, match="v7; expected 'sned-accuracy-predictor' v1 or v2"):
+        AccuracyPredictor.load(tmp_path / "v7.npz")
 
 
 def test_predict_10k_archs_fast_without_torch_or_sklearn(predictors, tmp_path):
@@ -315,7 +535,8 @@ def test_cli_fit_prints_table_and_writes_predictor(tmp_path, tiny, table, capsys
     assert pred.info["cv"]["folds"] == 3
 
 
-@pytest.mark.parametrize("case", ["missing_columns", "empty", "other_space", "bad_model", "missing_file"])
+@pytest.mark.parametrize("case", ["missing_columns", "empty", "other_space", "bad_model", "missing_file", "too_few",
+                                  "bad_target"])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, table, latent, capsys, case):
     df, meta = table
     path = tmp_path / "t.parquet"
@@ -334,10 +555,17 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, table, latent, capsys, case)
     elif case == "bad_model":
         _write(tmp_path, df, meta, "t.parquet")
         extra = ["--models", "ridge,svm"]
+    elif case == "too_few":
+        _write(tmp_path, df.iloc[:8], meta, "t.parquet")
+        extra = ["--folds", "5", "--inner-folds", "3", "--models", "ridge"]
+    elif case == "bad_target":
+        _write(tmp_path, df, meta, "t.parquet")
+        extra = ["--target", "loss"]
     rc = main(["fit", str(path), "--out", str(tmp_path / "p.npz"), "--quiet", *extra])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
     expected = {"missing_columns": "missing columns ['kvd']", "empty": "empty", "other_space": latent.hash,
-                "bad_model": "svm", "missing_file": "not found"}[case]
+                "bad_model": "svm", "missing_file": "not found", "too_few": "need at least 10 stage configurations",
+                "bad_target": "target column 'loss' is not in the table; valid: ['fvd', 'kvd']"}[case]
     assert expected in err
     assert not (tmp_path / "p.npz").exists()

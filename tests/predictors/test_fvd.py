@@ -1,4 +1,7 @@
-"""Tests of sned.predictors.fvd (FVD/KVD maths, feature files), .i3d (network, weights) and `sned fvd`."""
+"""Tests of sned.predictors.fvd (FVD/KVD maths, limits, bootstrap, feature files), .i3d (network, weights) and `sned fvd`.
+
+The I3D network against an independent reference, and its BatchNorm-epsilon and naming rules: test_i3d.py.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +19,15 @@ import torch
 from torch import nn
 
 from sned.predictors.fvd import (
+    PUBLISHED_I3D_WEIGHTS,
+    PublishedWeights,
+    RankDeficientCovarianceWarning,
+    bootstrap_confidence_intervals,
     frechet_distance,
     frechet_distance_from_stats,
     kernel_distance,
     load_features,
+    register_published_weights,
     save_features,
 )
 from sned.predictors.i3d import (
@@ -69,8 +78,10 @@ def test_fd_matches_scipy_sqrtm_on_non_commuting_covariances() -> None:
 
 def test_fd_of_identical_rank_deficient_sets_is_about_zero() -> None:
     a = np.random.default_rng(0).standard_normal((30, 400))  # 30 videos, 400-d: singular covariance
-    assert abs(frechet_distance(a, a)) < 1e-3
-    assert frechet_distance(a, a + 3.0) == pytest.approx(400 * 9.0, abs=1e-2)  # a pure shift adds |mu|^2
+    with pytest.warns(RankDeficientCovarianceWarning):
+        assert abs(frechet_distance(a, a)) < 1e-3
+    with pytest.warns(RankDeficientCovarianceWarning):
+        assert frechet_distance(a, a + 3.0) == pytest.approx(400 * 9.0, abs=1e-2)  # a pure shift adds |mu|^2
 
 
 def test_kvd_reference_value_and_subsets() -> None:
@@ -108,6 +119,123 @@ def test_bad_feature_sets_are_user_errors(a: np.ndarray, b: np.ndarray, match: s
 def test_unknown_covariance_kind_is_a_user_error() -> None:
     with pytest.raises(UserError, match="unbiased, biased"):
         frechet_distance(R, F, cov="sample")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- limits: n vs d, PCA, bootstrap
+
+
+def gaussian_pair(d: int = 4, seed: int = 123) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Two Gaussians with non-commuting covariances and their Fréchet distance in closed form.
+
+    FD = |mu1 - mu2|^2 + tr(S1 + S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2), the symmetric form of
+    tr((S1 S2)^1/2), computed with scipy's sqrtm and eigvalsh (not the code under test).
+    """
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((d, d)), rng.standard_normal((d, d))
+    s1, s2 = a @ a.T / d + 0.5 * np.eye(d), b @ b.T / d + 0.5 * np.eye(d)
+    mu1, mu2 = np.zeros(d), np.full(d, 0.5)
+    root = scipy.linalg.sqrtm(s1).real
+    truth = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2) - 2 * np.sum(np.sqrt(np.linalg.eigvalsh(root @ s2 @ root)))
+    return mu1, s1, mu2, s2, float(truth)
+
+
+def test_fd_of_two_samples_of_one_gaussian_falls_as_n_grows() -> None:
+    d = 8
+    fds = []
+    for n in (50, 200, 800, 3200):  # the FD estimate's bias is ~d/n: about 4x less per step
+        rng = np.random.default_rng(n)
+        fds.append(frechet_distance(rng.standard_normal((n, d)), rng.standard_normal((n, d))))
+    assert all(later < earlier for earlier, later in zip(fds, fds[1:], strict=False)), fds
+    assert fds[-1] < fds[0] / 20, fds
+
+
+@pytest.mark.parametrize("method", ["percentile", "basic"])
+def test_bootstrap_interval_covers_the_closed_form_fd(method: str) -> None:
+    mu1, s1, mu2, s2, truth = gaussian_pair()
+    rng = np.random.default_rng(0)
+    real, generated = rng.multivariate_normal(mu1, s1, size=2000), rng.multivariate_normal(mu2, s2, size=2000)
+    result = bootstrap_confidence_intervals(real, generated, np.random.default_rng(1), num_resamples=300,
+                                            confidence=0.99, method=method)
+    value, low, high = result.fvd
+    assert value == pytest.approx(frechet_distance(real, generated), rel=1e-9)
+    assert low < truth < high, (truth, result.fvd)
+    assert 0 < high - low < truth / 2  # an informative interval, not a vacuous one
+    assert result.kvd.value == pytest.approx(kernel_distance(real, generated), rel=1e-9)
+    assert result.kvd.low < result.kvd.value < result.kvd.high
+    assert (result.confidence, result.num_resamples, result.method) == (0.99, 300, method)
+
+
+def test_bootstrap_is_seeded_and_kvd_interval_covers_zero_for_one_distribution() -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((300, 3)), rng.standard_normal((300, 3))
+    first = bootstrap_confidence_intervals(a, b, np.random.default_rng(7), num_resamples=100)
+    assert first == bootstrap_confidence_intervals(a, b, np.random.default_rng(7), num_resamples=100)
+    assert first != bootstrap_confidence_intervals(a, b, np.random.default_rng(8), num_resamples=100)
+    # KVD replicates leave out self-pairs of duplicated videos, so they do not all sit above 0.
+    assert first.kvd.low < 0 < first.kvd.high
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"rng": 0}, TypeError, "numpy.random.Generator"),
+        ({"num_resamples": 1}, UserError, "num_resamples must be an integer >= 2; got 1"),
+        ({"confidence": 1.0}, UserError, r"confidence must be in \(0, 1\)"),
+        ({"method": "bca"}, UserError, "percentile, basic"),
+        ({"cov": "sample"}, UserError, "unbiased, biased"),
+        ({"pca_dim": 3}, UserError, r"pca_dim must be None or an integer in 1..2"),
+    ],
+)
+def test_bad_bootstrap_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+    arguments = {"rng": np.random.default_rng(0), **kwargs}
+    with pytest.raises(error, match=match):
+        bootstrap_confidence_intervals(R, F, **arguments)
+
+
+def test_rank_deficiency_warns_when_n_is_at_most_the_dimension() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.warns(RankDeficientCovarianceWarning, match="10 real and 40 generated videos in 10 dimensions"):
+        frechet_distance(rng.standard_normal((10, 10)), rng.standard_normal((40, 10)))
+    with pytest.warns(RankDeficientCovarianceWarning, match="n <= 10"):
+        bootstrap_confidence_intervals(rng.standard_normal((40, 10)), rng.standard_normal((10, 10)),
+                                       np.random.default_rng(0), num_resamples=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frechet_distance(rng.standard_normal((11, 10)), rng.standard_normal((11, 10)))  # n = d + 1: full rank
+        kernel_distance(rng.standard_normal((5, 10)), rng.standard_normal((5, 10)))  # no covariance in KVD
+        # 30 videos of 400-d features, scored in the real set's top 20 axes: no longer rank-deficient.
+        frechet_distance(rng.standard_normal((30, 400)), rng.standard_normal((30, 400)), pca_dim=20)
+
+
+def test_pca_is_fitted_on_the_real_set_and_equals_projecting_the_features() -> None:
+    rng = np.random.default_rng(2)
+    mixing = rng.standard_normal((6, 6))
+    real, generated = rng.standard_normal((80, 6)) @ mixing, rng.standard_normal((60, 6)) @ mixing + 0.3
+    assert frechet_distance(real, generated, pca_dim=6) == pytest.approx(frechet_distance(real, generated), rel=1e-9)
+    _, vectors = np.linalg.eigh(np.cov(real, rowvar=False))
+    axes = vectors[:, -2:]  # the real set's top 2 principal axes
+    expected = frechet_distance(real @ axes, generated @ axes)
+    assert frechet_distance(real, generated, pca_dim=2) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(generated, real, pca_dim=2) != pytest.approx(expected, rel=1e-3)  # fitted on the first
+    for bad in (0, 7, 2.0, True):
+        with pytest.raises(UserError, match=r"pca_dim must be None or an integer in 1..6"):
+            frechet_distance(real, generated, pca_dim=bad)  # type: ignore[arg-type]
+
+
+def test_published_weights_table_is_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sned.predictors.fvd.PUBLISHED_I3D_WEIGHTS", {})
+    from sned.predictors import fvd
+
+    entry = PublishedWeights("i3d-kinetics400", "TATS i3d_pretrained_400.pt", 1e-5)
+    register_published_weights("ab" * 32, entry)
+    assert fvd.is_comparable_to_published("i3d-kinetics400:abababababab", "ab" * 32)
+    assert not fvd.is_comparable_to_published("i3d-kinetics400:abababababab-bn-eps-0.001", "ab" * 32)
+    assert not fvd.is_comparable_to_published("i3d:cdcdcdcdcdcd", "cd" * 32)
+    with pytest.raises(UserError, match="already registered as 'i3d-kinetics400'"):
+        register_published_weights("ab" * 32, entry)
+    with pytest.raises(UserError, match="64 lowercase hex digits"):
+        register_published_weights("AB" * 32, entry)
+    assert PUBLISHED_I3D_WEIGHTS == {}  # the shipped table holds no hash sned could not check
 
 
 def test_fvd_module_does_not_import_torch() -> None:
@@ -165,6 +293,7 @@ def test_network_has_the_pytorch_i3d_layout() -> None:
     assert state["Mixed_5c.b3b.conv3d.weight"].shape == (128, 832, 1, 1, 1)
     assert state["logits.conv3d.weight"].shape == (400, 1024, 1, 1, 1)
     assert InceptionI3d(400).Mixed_4b.b1b.bn.eps == 1e-3
+    assert InceptionI3d(400, bn_eps=1e-5).Conv3d_1a_7x7.bn.eps == 1e-5
 
 
 def test_network_rejects_clips_it_cannot_pool() -> None:
@@ -189,8 +318,11 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_state_dict_file_loads_through_the_extractor(weights_file: Path) -> None:
     ex = I3DFeatureExtractor(weights=weights_file)
-    assert ex.name == "i3d-kinetics400" and not ex.is_random
     assert ex.weights_sha256 == hashlib.sha256(weights_file.read_bytes()).hexdigest()
+    # 400 classes do not make a file the published network: it is named by its hash.
+    assert ex.name == f"i3d:{ex.weights_sha256[:12]}" and not ex.is_random and not ex.is_comparable_to_published
+    assert ex.description.startswith("user-supplied 400-class weights")
+    assert (ex.layout, ex.bn_eps) == ("pytorch-i3d", 1e-3)  # saved with num_batches_tracked
     expected = torch.load(weights_file, weights_only=True)
     for key, value in ex._net.state_dict().items():  # noqa: SLF001 - the weights must land where they belong
         torch.testing.assert_close(value, expected[key])
@@ -202,7 +334,9 @@ def test_module_prefix_missing_batch_counters_and_other_class_counts_load(tmp_pa
     loaded = load_i3d_state_dict(tmp_path / "charades.pt")
     assert set(loaded) == pytorch_i3d_keys() and loaded["logits.conv3d.bias"].shape == (157,)
     assert int(loaded["Mixed_3b.b0.bn.num_batches_tracked"]) == 0
-    assert I3DFeatureExtractor(weights=tmp_path / "charades.pt").name == "i3d-charades157"
+    ex = I3DFeatureExtractor(weights=tmp_path / "charades.pt")
+    assert ex.name.startswith("i3d:") and ex.description.startswith("user-supplied 157-class weights")
+    assert (ex.num_features, ex.layout, ex.bn_eps) == (157, "tats", 1e-5)  # no counters: TATS layout
 
 
 def test_env_variable_names_the_weights(weights_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,7 +379,10 @@ class RecordingDetector(nn.Module):
 def test_torchscript_detector_gets_uint8_valued_input_and_stylegan_v_flags(tmp_path: Path) -> None:
     torch.jit.script(RecordingDetector()).save(str(tmp_path / "i3d_torchscript.pt"))
     ex = I3DFeatureExtractor(weights=tmp_path / "i3d_torchscript.pt")
-    assert ex.name == "i3d-kinetics400"
+    assert ex.name == f"i3d:{ex.weights_sha256[:12]}" and not ex.is_comparable_to_published
+    assert (ex.layout, ex.bn_eps) == ("torchscript", None)
+    with pytest.raises(UserError, match="TorchScript detector with its BatchNorm compiled in"):
+        I3DFeatureExtractor(weights=tmp_path / "i3d_torchscript.pt", bn_eps=1e-3)
     videos = torch.full((2, 3, 8, 16, 16), -1.0)
     videos[:, 0] = 1.0  # red channel at full scale
     feats = ex.features(videos)
@@ -293,7 +430,9 @@ def test_cli_orders_shifted_colours_above_noise_and_identical_sets_at_zero(
 ) -> None:
     sets = _write_sets(tmp_path, count=3, frames=9)  # 9 frames: the least I3D takes without resampling
     cache = tmp_path / "real.npz"
-    noisy = _fvd_json(capsys, str(sets["real"]), str(sets["noisy"]), "--save-features", str(cache))
+    with pytest.warns(RankDeficientCovarianceWarning, match="3 real and 3 generated videos in 400 dimensions"):
+        noisy = _fvd_json(capsys, str(sets["real"]), str(sets["noisy"]), "--save-features", str(cache))
+    warnings.simplefilter("ignore", RankDeficientCovarianceWarning)  # 3 videos, 400-d: expected (pytest restores filters)
     assert noisy["extractor"] == "i3d-random" and noisy["comparable_to_published"] is False
     assert noisy["n_real"] == noisy["n_fake"] == 3 and load_features(cache).extractor == "i3d-random"
     shifted = _fvd_json(capsys, str(cache), str(sets["shifted"]))
@@ -342,14 +481,29 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert "extracted by i3d-kinetics400" in _bad(capsys, str(tmp_path / "a.npz"), str(tmp_path / "k.npz"))
     assert "no such folder" in _bad(capsys, str(tmp_path / "nowhere"), str(tmp_path / "a.npz"))
     assert "--n must be >= 2" in _bad(capsys, str(tmp_path / "a.npz"), str(tmp_path / "a.npz"), "--n", "1")
+    assert "--i3d-bn-eps applies when I3D runs" in _bad(capsys, str(tmp_path / "a.npz"), str(tmp_path / "a.npz"),
+                                                        "--i3d-bn-eps", "1e-3")
 
 
-def test_cli_compares_feature_files_without_running_i3d(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    save_features(tmp_path / "r.npz", R, "i3d-kinetics400", "ab" * 32)
-    save_features(tmp_path / "f.npz", F, "i3d-kinetics400", "ab" * 32)
-    result = _fvd_json(capsys, str(tmp_path / "r.npz"), str(tmp_path / "f.npz"), "--cov", "biased")
+def test_cli_compares_feature_files_without_running_i3d(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "i3d-kinetics400:abababababab"
+    save_features(tmp_path / "r.npz", R, name, "ab" * 32)
+    save_features(tmp_path / "f.npz", F, name, "ab" * 32)
+    files = (str(tmp_path / "r.npz"), str(tmp_path / "f.npz"))
+    # Not in the table of published networks: the name alone does not make scores comparable.
+    result = _fvd_json(capsys, *files, "--cov", "biased")
     assert result["fvd"] == pytest.approx(5.0) and result["kvd"] == pytest.approx(120.7083333)
-    assert result["extractor"] == "i3d-kinetics400" and result["comparable_to_published"] is True
-    assert main(["fvd", str(tmp_path / "r.npz"), str(tmp_path / "f.npz")]) == 0
+    assert result["extractor"] == name and result["comparable_to_published"] is False
+    assert main(["fvd", *files]) == 0
+    assert "not comparable to published FVD)  5.1667" in capsys.readouterr().out
+    # Once the sha256 is a known published network, the same files are.
+    monkeypatch.setitem(PUBLISHED_I3D_WEIGHTS, "ab" * 32, PublishedWeights("i3d-kinetics400", "TATS file", 1e-5))
+    assert _fvd_json(capsys, *files)["comparable_to_published"] is True
+    assert main(["fvd", *files]) == 0
     out = capsys.readouterr().out
     assert "FVD  5.1667" in out and "not comparable" not in out
+    pca = _fvd_json(capsys, *files, "--pca-dim", "1")
+    assert pca["pca_dim"] == 1 and pca["comparable_to_published"] is False
+    assert pca["fvd"] == pytest.approx(frechet_distance(R, F, pca_dim=1))

@@ -9,6 +9,7 @@ import torch
 
 from sned.supernet import Supernet
 from sned.supernet.checkpoint import (
+    bundle_weights,
     list_checkpoints,
     load_supernet,
     optimizer_state,
@@ -104,3 +105,30 @@ def test_corrupt_checkpoints_are_one_line_errors(trained, tmp_path):
         load_supernet(tmp_path / "missing")
     with pytest.raises(UserError, match="no checkpoint in"):
         load_supernet(tmp_path / "checkpoints")
+
+
+def test_bundled_weights_load_without_optimizer_state(trained, tmp_path):
+    net, ema, opt = trained
+    ckpt = save_checkpoint(tmp_path / "run", 2, net, ema.shadow, opt, _state())
+    folder = bundle_weights(ckpt, tmp_path / "bundle", provenance={"command": "test", "steps": 2})
+    assert sorted(p.name for p in folder.iterdir()) == ["state.json", "weights.safetensors"]
+    state = read_state(folder)
+    assert state["weights_only"] and state["dtype"] == "fp16" and state["provenance"]["steps"] == 2
+    loaded, info = load_supernet(folder)
+    assert info["step"] == 2 and info["sha256"] == state["files"]["weights.safetensors"]
+    for (name, a), b in zip(ema.shadow.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(b, a.half().float()), name  # fp16-rounded EMA weights
+    with pytest.raises(UserError, match="only the EMA weights"):
+        load_supernet(folder, ema=False)
+    assert (folder / "weights.safetensors").stat().st_size < 0.6 * (ckpt / "weights.safetensors").stat().st_size / 2
+
+
+def test_bundled_experiment_names_resolve(tmp_path, monkeypatch):
+    from sned.supernet.checkpoint import bundled_supernet
+
+    monkeypatch.chdir(tmp_path)  # no folder called "tiny" here
+    folder = bundled_supernet("tiny")
+    assert folder is not None and resolve_checkpoint("tiny") == folder
+    assert bundled_supernet("../etc") is None
+    with pytest.raises(UserError, match="checkpoint not found"):
+        resolve_checkpoint("no-such-experiment")

@@ -158,6 +158,17 @@ def test_dataset_stride_and_reproducible_starts(tmp_path: Path) -> None:
     torch.testing.assert_close(dataset[0], dataset[(0, 3)])
 
 
+def test_dataset_subset_and_cache_give_the_same_clips(dataset_dir: Path) -> None:
+    plain = VideoClipDataset(dataset_dir, frames=4, size=16, seed=0)
+    cached = VideoClipDataset(dataset_dir, frames=4, size=16, seed=0, cache=True)
+    for epoch in range(3):
+        torch.testing.assert_close(cached[(2, epoch)], plain[(2, epoch)])
+    assert len(cached.cache) == 1
+    part = cached.subset([5, 2])
+    assert len(part) == 2 and part.paths == [plain.paths[5], plain.paths[2]] and part.cache is cached.cache
+    torch.testing.assert_close(part.clip(1, epoch=0), plain.subset([5, 2]).clip(1, epoch=0))
+
+
 @pytest.mark.parametrize("width", [16, 48])
 def test_dataset_reads_widths_decord_cannot(tmp_path: Path, width: int) -> None:
     """decord fails on frames 16 or 48 px wide (dmlc/decord#336); the dataset decodes those with PyAV."""

@@ -1,4 +1,4 @@
-"""The cosine schedule, the v/eps conversions and the DDIM sampler against closed forms."""
+"""The cosine schedule, the v/eps/x0 conversions, the loss weights and the DDIM sampler against closed forms."""
 
 import math
 
@@ -20,7 +20,7 @@ def test_cosine_schedule_matches_the_formula_and_clips_beta():
     assert ab[0].item() > 0.9999 and ab[-1].item() < 1e-6
 
 
-@pytest.mark.parametrize("prediction", ["v", "eps"])
+@pytest.mark.parametrize("prediction", ["v", "eps", "x0"])
 def test_split_inverts_the_target(prediction):
     d = GaussianDiffusion(prediction)
     g = torch.Generator().manual_seed(0)
@@ -28,8 +28,10 @@ def test_split_inverts_the_target(prediction):
     t = torch.tensor([0, 250, 700, 999])
     z = d.q_sample(x0, t, noise)
     x0_hat, eps_hat = d.split(d.target(x0, t, noise), z, t)
-    assert torch.allclose(eps_hat, noise, atol=1e-4)
+    assert torch.allclose(eps_hat[1:], noise[1:], atol=1e-4)  # at t = 0 x0 -> eps divides by σ ≈ 0.006
     assert torch.allclose(x0_hat[:3], x0[:3], atol=1e-4)  # at t = 999 eps -> x0 divides by α ≈ 0
+    v = GaussianDiffusion("v")
+    assert torch.allclose(d.to_v(d.target(x0, t, noise), z, t)[1:3], v.target(x0, t, noise)[1:3], atol=1e-4)
     if prediction == "v":  # v = α ε − σ x0 by definition
         ab = d.alpha_bar[t].float().view(-1, 1, 1, 1, 1)
         assert torch.allclose(d.target(x0, t, noise), ab.sqrt() * noise - (1 - ab).sqrt() * x0, atol=1e-5)
@@ -45,6 +47,25 @@ def test_loss_is_zero_for_an_oracle_and_positive_otherwise():
     assert d.loss(lambda z, t: torch.zeros_like(z), x0, torch.Generator().manual_seed(0)).item() > 0.1
 
 
+def test_x0_loss_is_the_v_loss_capped_at_small_t():
+    d, v = GaussianDiffusion("x0"), GaussianDiffusion("v")
+    t = torch.tensor([10, 100, 265, 400, 800])
+    w = d.loss_weight(t)
+    one_plus_snr = 1 / (1 - d.alpha_bar[t]).float()
+    assert torch.allclose(w, one_plus_snr.clamp(max=6.0))
+    assert w[0].item() == pytest.approx(6.0) and w[-1].item() == pytest.approx(one_plus_snr[-1].item())
+    assert v.loss_weight(t) is None
+    # Where the weight is not capped, the x0 loss of a prediction equals the v loss of the same prediction.
+    g = torch.Generator().manual_seed(1)
+    x0, noise = torch.rand(2, 3, 1, 4, 4, generator=g) * 2 - 1, torch.randn(2, 3, 1, 4, 4, generator=g)
+    tt = torch.tensor([400, 800])
+    z = d.q_sample(x0, tt, noise)
+    guess = 0.5 * x0
+    x0_loss = ((guess - x0).square().flatten(1).mean(1) * d.loss_weight(tt)).mean()
+    v_loss = (d.to_v(guess, z, tt) - v.target(x0, tt, noise)).square().mean()
+    assert x0_loss.item() == pytest.approx(v_loss.item(), rel=1e-4)
+
+
 def test_ddim_timesteps():
     d = GaussianDiffusion()
     assert d.ddim_timesteps(1) == [999]
@@ -55,7 +76,7 @@ def test_ddim_timesteps():
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-@pytest.mark.parametrize("prediction", ["v", "eps"])
+@pytest.mark.parametrize("prediction", ["v", "eps", "x0"])
 def test_ddim_with_the_exact_denoiser_samples_gaussian_data(eta, prediction):
     """Data N(0, s²): the posterior mean E[x0|z] = α s² z / (α² s² + σ²) is the ideal denoiser, so
     DDIM with enough steps must return samples of standard deviation s (for any η). s is small enough that the final
@@ -68,7 +89,7 @@ def test_ddim_with_the_exact_denoiser_samples_gaussian_data(eta, prediction):
         alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
         x0 = alpha * s**2 * z.double() / (alpha**2 * s**2 + sigma**2)
         eps = (z.double() - alpha * x0) / sigma
-        return (alpha * eps - sigma * x0 if prediction == "v" else eps).float()
+        return {"v": alpha * eps - sigma * x0, "eps": eps, "x0": x0}[prediction].float()
 
     generators = [torch.Generator().manual_seed(i) for i in range(8)]
     x = d.ddim_sample(model, (1, 1, 32, 32), steps=500, generators=generators, eta=eta, clip=False)
@@ -92,6 +113,6 @@ def test_ddim_noise_is_per_video_and_independent_of_the_batch():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="prediction"):
-        GaussianDiffusion("x0")
+        GaussianDiffusion("x_0")
     with pytest.raises(ValueError, match="eta"):
         GaussianDiffusion().ddim_sample(lambda z, t: z, (1, 1, 1, 1), 2, [torch.Generator()], eta=-1)

@@ -22,6 +22,15 @@ def test_same_seed_and_step_same_arch(tiny):
     assert set(resolution_at(tiny, 0, s) for s in range(60)) == set(tiny.resolutions)
 
 
+def test_resolution_weights_set_how_often_each_is_drawn(tiny):
+    draws = np.array([resolution_at(tiny, 0, s, (0.5, 0.3, 0.2)) for s in range(3000)])
+    shares = [(draws == r).mean() for r in tiny.resolutions]
+    assert np.allclose(shares, [0.5, 0.3, 0.2], atol=0.03)
+    assert set(resolution_at(tiny, 0, s, (0, 1, 0)) for s in range(50)) == {64}
+    with pytest.raises(SpaceError, match="expected 3 non-negative numbers"):
+        resolution_at(tiny, 0, 0, (1, 1))
+
+
 def test_buckets_are_equal_cost_quantiles_and_sampled_uniformly(tiny):
     sampler = DynamicCostSampler(tiny, 0, cost="params", buckets=4)
     X, costs, bucket = sampler.candidates(32)
