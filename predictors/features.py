@@ -69,6 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sned.predictors.i3d import read_videos, video_batches
 from sned.supernet.errors import UserError
 from sned.supernet.files import file_sha256
 
@@ -538,19 +539,7 @@ class DomainFeatureExtractor:
         return self.features_and_probabilities_from_arrays(videos, num_frames, total, progress)[0]
 
     def _batches(self, videos: Iterable[np.ndarray], num_frames: int | None) -> Iterator[list[np.ndarray]]:
-        batch: list[np.ndarray] = []
-        for video in videos:
-            video = np.asarray(video)
-            if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
-                raise UserError(f"expected uint8 video frames (f, h, w, 3), got {video.dtype} {video.shape}")
-            if num_frames is not None:
-                video = video[:num_frames]
-            if batch and (video.shape != batch[0].shape or len(batch) == self.batch_size):
-                yield batch
-                batch = []
-            batch.append(video)
-        if batch:
-            yield batch
+        return video_batches(videos, num_frames, self.batch_size)
 
     def features_and_probabilities_from_paths(self, paths: Sequence[str | Path], num_frames: int | None = None,
                                               progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -560,17 +549,7 @@ class DomainFeatureExtractor:
             UserError: an unreadable video.
         """
 
-        def read(paths: Sequence[str | Path]) -> Iterator[np.ndarray]:
-            from sned.supernet.video_io import read_video
-
-            for path in paths:
-                try:
-                    yield read_video(path)
-                except Exception as exc:  # decord raises its own DECORDError / RuntimeError
-                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-                    raise UserError(f"cannot read video {path}: {reason}") from exc
-
-        return self.features_and_probabilities_from_arrays(read(paths), num_frames=num_frames, total=len(paths),
+        return self.features_and_probabilities_from_arrays(read_videos(paths), num_frames=num_frames, total=len(paths),
                                                            progress=progress)
 
     def features_from_paths(self, paths: Sequence[str | Path], num_frames: int | None = None,

@@ -568,7 +568,7 @@ class FeatureSet:
         if (self.extractor, self.weights_sha256) != (extractor, weights_sha256):
             raise UserError(
                 f"{label} were extracted by {self.extractor} (sha256 {self.weights_sha256[:12]}), not by "
-                f"{extractor} (sha256 {weights_sha256[:12]}); recompute them or pass the same --i3d weights"
+                f"{extractor} (sha256 {weights_sha256[:12]}); recompute them or pass the same --i3d weights or --features folder"
             )
 
 

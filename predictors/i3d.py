@@ -365,6 +365,43 @@ def resample_frames(num_frames: int, target: int = SHORT_CLIP_FRAMES) -> list[in
     return [t * num_frames // target for t in range(target)]
 
 
+def read_videos(paths: Sequence[str | Path]) -> Iterator[np.ndarray]:
+    """Decode video files one at a time, in order, as uint8 ``(f, h, w, 3)`` frames.
+
+    Raises:
+        UserError: an unreadable video (one line naming the file and the reader's reason).
+    """
+    from sned.supernet.video_io import read_video
+
+    for path in paths:
+        try:
+            yield read_video(path)
+        except Exception as exc:  # decord raises its own DECORDError / RuntimeError
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise UserError(f"cannot read video {path}: {reason}") from exc
+
+
+def video_batches(videos: Iterable[np.ndarray], num_frames: int | None, batch_size: int) -> Iterator[list[np.ndarray]]:
+    """Group uint8 videos ``(f, h, w, 3)`` into lists of equal shape, at most ``batch_size`` long (lazily).
+
+    Raises:
+        UserError: an item that is not uint8 ``(f, h, w, 3)`` frames.
+    """
+    batch: list[np.ndarray] = []
+    for video in videos:
+        video = np.asarray(video)
+        if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
+            raise UserError(f"expected uint8 video frames (f, h, w, 3), got {video.dtype} {video.shape}")
+        if num_frames is not None:
+            video = video[:num_frames]
+        if batch and (video.shape != batch[0].shape or len(batch) == batch_size):
+            yield batch
+            batch = []
+        batch.append(video)
+    if batch:
+        yield batch
+
+
 class I3DFeatureExtractor:
     """Batched I3D features for FVD/KVD on CPU or CUDA.
 
@@ -554,19 +591,7 @@ class I3DFeatureExtractor:
         return np.concatenate(out, axis=0) if out else np.zeros((0, self.num_features), np.float32)
 
     def _batches(self, videos: Iterable[np.ndarray], num_frames: int | None) -> Iterator[list[np.ndarray]]:
-        batch: list[np.ndarray] = []
-        for video in videos:
-            video = np.asarray(video)
-            if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
-                raise UserError(f"expected uint8 video frames (f, h, w, 3), got {video.dtype} {video.shape}")
-            if num_frames is not None:
-                video = video[:num_frames]
-            if batch and (video.shape != batch[0].shape or len(batch) == self.batch_size):
-                yield batch
-                batch = []
-            batch.append(video)
-        if batch:
-            yield batch
+        return video_batches(videos, num_frames, self.batch_size)
 
     def features_from_folder(
         self,
@@ -599,17 +624,8 @@ class I3DFeatureExtractor:
             UserError: an unreadable video.
         """
 
-        def read(paths: Sequence[str | Path]) -> Iterator[np.ndarray]:
-            from sned.supernet.video_io import read_video
-
-            for path in paths:
-                try:
-                    yield read_video(path)
-                except Exception as exc:  # decord raises its own DECORDError / RuntimeError
-                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-                    raise UserError(f"cannot read video {path}: {reason}") from exc
-
-        return self.features_from_arrays(read(paths), num_frames=num_frames, total=len(paths), progress=progress)
+        return self.features_from_arrays(read_videos(paths), num_frames=num_frames, total=len(paths),
+                                         progress=progress)
 
 
 def select_videos(root: str | Path, n: int | None = None, seed: int = 0) -> list[Path]:

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("sned.predictors.features", "train or inspect a domain video classifier for FVD/KVD/IS features"),
     "fvd": ("sned.predictors.fvd_cli", "FVD and KVD between two video folders or feature files"),
     "evaluate": ("sned.predictors.evaluate", "sampled FVD/KVD of subnets of a checkpoint, as Ray Tune trials"),
-    "fit": ("sned.predictors.fit_cli", "fit an accuracy (FVD) predictor on a sampled-FVD table"),
+    "fit": ("sned.predictors.fit_cli", "fit an accuracy predictor (FVD, KVD, ...) on a sampled-quality table, nested CV vs baselines"),
     "search": ("sned.search.search_cli", "NSGA-II search for Pareto-optimal subnets under a latency budget"),
     "report": ("sned.search.report_cli", "rebuild a search run's report.html"),
     "export": ("sned.supernet.export", "export a front member as a standalone subnet (safetensors + config)"),

@@ -6,6 +6,7 @@ Stages (in order; ``--stages`` picks a subset):
 stage      what it does                                output under ``--out``
 =========  ==========================================  =====================================
 data       synthesise the procedural video dataset     ``data/`` (.mp4 in class folders)
+features   train the domain classifier (FVD features)  ``features/`` (safetensors + card.json)
 train      superposition-train the supernet            ``train/`` (checkpoints, metrics.csv)
 latency    measure the per-block table, validate it    ``latency-<device>.parquet``, parity
 evaluate   sampled FVD/KVD of stratified subnets (Ray) ``fvd.parquet``
@@ -45,7 +46,7 @@ from sned.supernet.errors import UserError
 from sned.supernet.files import write_json_atomic
 from sned.supernet.space import SearchSpace, load_experiment, load_space
 
-STAGES = ("data", "train", "latency", "evaluate", "fit", "search", "report")
+STAGES = ("data", "features", "train", "latency", "evaluate", "fit", "search", "report")
 
 
 # ----------------------------------------------------------------------------- settings
@@ -69,6 +70,7 @@ class PipelineConfig:
         eval_steps: DDIM steps per video.
         eval_noise_floor: subnets per resolution evaluated twice, for the noise-floor tau.
         eval_cpus_per_trial: Ray resources per trial (1 on a 2-core machine: two trials at a time).
+        features_epochs: epochs of the domain classifier whose features score the sampled videos.
         fit_folds: outer cross-validation folds of the predictor fit (nested CV; they score it).
         fit_inner_folds: inner folds (they choose the model inside each outer fold).
         search_budget_ms: the latency budget of the bundled search.
@@ -89,6 +91,7 @@ class PipelineConfig:
     eval_steps: int = 10
     eval_noise_floor: int = 3
     eval_cpus_per_trial: float = 1.0
+    features_epochs: int = 30
     fit_folds: int = 5
     fit_inner_folds: int = 3
     search_budget_ms: float = 200.0
@@ -125,6 +128,7 @@ class Context:
         self.out = self.out.resolve()  # absolute: Ray workers and subprocesses run elsewhere
         self.paths = {
             "data": self.out / "data",
+            "features": self.out / "features",
             "train": self.out / "train",
             "latency": self.out / f"latency-{self.device.split(':')[0]}.parquet",
             "parity": self.out / "latency-parity.html",
@@ -161,6 +165,18 @@ def stage_data(ctx: Context) -> dict[str, Any]:
     paths = synthesize(ctx.paths["data"], cfg.data_videos, cfg.data_frames, cfg.data_size, cfg.seed,
                        progress=ctx.progress)
     return {"videos": len(paths)}
+
+
+def stage_features(ctx: Context) -> dict[str, Any]:
+    from sned.predictors.features_training import FeatureTrainingConfig, train_features
+
+    result = train_features(FeatureTrainingConfig(data=str(ctx.paths["data"]), out=str(ctx.paths["features"]),
+                                                  frames=ctx.space.frames, size=min(ctx.space.resolutions),
+                                                  epochs=ctx.cfg.features_epochs, seed=ctx.cfg.seed,
+                                                  progress=ctx.progress))
+    card = json.loads((ctx.paths["features"] / "card.json").read_text())
+    return {"heldout_accuracy": card.get("heldout_accuracy"), "weights_sha256": card.get("weights_sha256"),
+            "reused": bool(getattr(result, "is_reused", False))}
 
 
 def stage_train(ctx: Context) -> dict[str, Any]:
@@ -208,6 +224,7 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
         experiment=ctx.experiment, checkpoint=str(ctx.paths["train"]), data=str(ctx.paths["data"]),
         out=str(ctx.paths["evaluate"]), n_subnets=cfg.eval_subnets, videos=cfg.eval_videos, steps=cfg.eval_steps,
         seed=cfg.seed, cpus_per_trial=cfg.eval_cpus_per_trial, noise_floor=cfg.eval_noise_floor,
+        features=str(ctx.paths["features"]) if marker(ctx.out, "features").exists() else None,
         resume=ctx.paths["evaluate"].exists(), progress=ctx.progress))
     if result.failed:  # the finished rows are kept; a re-run retries only the failed trials
         raise UserError(f"{len(result.failed)} sampled-FVD trials failed (first: {result.failed[0]}); "
@@ -247,7 +264,7 @@ def stage_report(ctx: Context) -> dict[str, Any]:
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "data": stage_data, "train": stage_train, "latency": stage_latency, "evaluate": stage_evaluate,
+    "data": stage_data, "features": stage_features, "train": stage_train, "latency": stage_latency, "evaluate": stage_evaluate,
     "fit": stage_fit, "search": stage_search, "report": stage_report,
 }
 
@@ -308,6 +325,10 @@ def bundle(experiment: str, out: str | Path, device: str = "cpu") -> Path:
     for stage in ("data", "train"):
         if marker(out, stage).exists():
             records[stage] = json.loads(marker(out, stage).read_text())
+    if marker(out, "features").exists():  # the domain classifier that scored the sampled videos
+        shutil.copytree(out / "features", target / "features", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".*", "train-state.*"))
+        records["features"] = json.loads(marker(out, "features").read_text())
     metrics = out / "train" / "metrics.csv"
     if metrics.exists():  # the training loss curve the README quotes
         shutil.copy2(metrics, target / "train-metrics.csv")

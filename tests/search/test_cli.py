@@ -36,7 +36,7 @@ def test_resolution_outside_the_space(capsys, tmp_path):
 
 def test_budget_below_the_fastest_subnet(capsys, tmp_path):
     _bad(capsys, ["--budget-ms", "10", "--res", "128", "--analytic", "--out", str(tmp_path / "r")],
-         r"below the fastest subnet \(128 px 43\.4 ms per step\)")
+         r"below the fastest subnet \(128 px 51\.0 ms per step\)")
 
 
 def test_unknown_objective_and_method(capsys, tmp_path):

@@ -35,7 +35,8 @@ def test_pipeline_from_scratch_resumes_and_matches_the_bundled_schema(tmp_path, 
     config["train"].update(steps=6, image_steps=2, sampling_warmup_steps=2, checkpoint_every=3, max_batch=4)
     config["pipeline"] = {"seed": 0, "data_videos": 6, "data_frames": 8, "data_size": 32, "latency_repeats": 2,
                           "latency_validate": 4, "eval_subnets": 4, "eval_videos": 2, "eval_steps": 2,
-                          "eval_noise_floor": 0, "fit_folds": 2, "fit_inner_folds": 2, "search_budget_ms": 400.0}
+                          "eval_noise_floor": 0, "fit_folds": 2, "fit_inner_folds": 2, "search_budget_ms": 400.0,
+                          "features_epochs": 1}
     experiment = tmp_path / "tiny.yaml"
     experiment.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"

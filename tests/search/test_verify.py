@@ -19,9 +19,13 @@ def test_pick_members_spreads_along_the_front():
     assert len(pick_members(front, 10)) == 6
 
 
-def test_verify_needs_checkpoint_and_data(capsys):
+def test_verify_needs_data_and_defaults_to_the_bundled_supernet(capsys, tmp_path):
+    # tiny bundles a trained supernet, so --ckpt may be left out; the real videos may not
     assert main(["search", "--analytic", "--res", "32", "--verify", "2"]) == 2
-    assert "--verify needs --ckpt" in capsys.readouterr().err
+    assert "--verify needs --data" in capsys.readouterr().err
+    assert main(["search", "--analytic", "--res", "32", "--verify", "2", "--ckpt", str(tmp_path / "none"),
+                 "--data", str(tmp_path)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
 
 
 @pytest.mark.slow
