@@ -25,7 +25,7 @@ import torch
 from sned.predictors.features import DomainFeatureExtractor
 from sned.predictors.fvd import inception_score
 from sned.supernet.checkpoint import load_supernet
-from sned.supernet.data import CLASS_NAMES, render_video
+from sned.supernet.data import render_clips
 from sned.supernet.sample import generate
 
 
@@ -49,14 +49,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     net, info = load_supernet(args.ckpt)
     extractor = DomainFeatureExtractor(args.features, device="cpu")
-    classes = list(extractor.card.classes) if hasattr(extractor, "card") else list(CLASS_NAMES)
+    classes = list(extractor.card.classes)
     prediction = info["config"].get("prediction", "v")
     print(f"== {info['path']} (step {info['step']}, {prediction} prediction); classifier {extractor.name}; "
           f"{args.n} videos per row, {args.steps} DDIM steps, seed 0")
     for res in net.space.resolutions:
         print(f"-- {res} px")
-        real = np.stack([render_video(CLASS_NAMES[i % len(CLASS_NAMES)], 1000 + i // len(CLASS_NAMES),
-                                      net.space.frames, res, 1) for i in range(args.n)])
+        real = render_clips(args.n, net.space.frames, res, seed=1, first_index=1000)  # as the bundled real grids
         real_videos = torch.from_numpy(real).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
         print(_line("real clips", extractor.probabilities(real_videos), classes))
         for which in ("largest", "smallest"):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sned.supernet.data import CLASS_NAMES, render_video
+from sned.supernet.data import render_clips
 from sned.supernet.diffusion import GaussianDiffusion
 from sned.supernet.model import Supernet
 from sned.supernet.sample import video_generators
@@ -30,8 +30,7 @@ from sned.supernet.validation import format_losses, held_out_loss, make_held_out
 
 
 def _clips(n: int, res: int, frames: int, seed: int) -> torch.Tensor:
-    videos = [render_video(CLASS_NAMES[i % len(CLASS_NAMES)], i // len(CLASS_NAMES), frames, res, seed) for i in range(n)]
-    return torch.from_numpy(np.stack(videos)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (n, c, f, h, w)
+    return torch.from_numpy(render_clips(n, frames, res, seed)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (n, c, f, h, w)
 
 
 def _space(variant: str, res: int) -> SearchSpace:

@@ -40,8 +40,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sned.supernet.errors import UserError
 from sned.supernet.files import write_json_atomic
 from sned.supernet.space import SearchSpace, load_experiment, load_space
@@ -174,9 +172,8 @@ def stage_features(ctx: Context) -> dict[str, Any]:
                                                   frames=ctx.space.frames, size=min(ctx.space.resolutions),
                                                   epochs=ctx.cfg.features_epochs, seed=ctx.cfg.seed,
                                                   progress=ctx.progress))
-    card = json.loads((ctx.paths["features"] / "card.json").read_text())
-    return {"heldout_accuracy": card.get("heldout_accuracy"), "weights_sha256": card.get("weights_sha256"),
-            "reused": bool(getattr(result, "is_reused", False))}
+    return {"heldout_accuracy": result.card.heldout_accuracy, "weights_sha256": result.card.weights_sha256,
+            "reused": result.is_reused}
 
 
 def stage_train(ctx: Context) -> dict[str, Any]:
@@ -374,7 +371,7 @@ def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int
     same videos. 24 videos at the two small resolutions, 12 at the largest (file size).
     """
     from sned.supernet.checkpoint import load_supernet
-    from sned.supernet.data import CLASS_NAMES, render_video
+    from sned.supernet.data import render_clips
     from sned.supernet.sample import generate, to_uint8, video_grid
     from sned.supernet.video_io import write_video
 
@@ -384,8 +381,7 @@ def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int
     for res in space.resolutions:
         n = 24 if res < max(space.resolutions) else 12
         scale = max(1, 64 // res)
-        real = np.stack([render_video(CLASS_NAMES[i % len(CLASS_NAMES)], 1000 + i // len(CLASS_NAMES), space.frames,
-                                      res, cfg.seed + 1) for i in range(n)])  # unseen videos of every class
+        real = render_clips(n, space.frames, res, cfg.seed + 1, first_index=1000)  # unseen videos of every class
         write_video(folder / f"real-{res}.gif", video_grid(real, columns=6, scale=scale))
         written[f"real-{res}"] = {"file": f"samples/real-{res}.gif", "n": n, "seed": cfg.seed + 1}
         for which in ("largest", "smallest"):

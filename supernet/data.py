@@ -237,6 +237,15 @@ def render_video(class_name: str, index: int, frames: int, size: int, seed: int)
     return np.round(np.clip(video, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def render_clips(n: int, frames: int, size: int, seed: int, first_index: int = 0) -> np.ndarray:
+    """``n`` synthetic videos cycling through the classes (video ``i``: class ``i % 6``, index
+    ``first_index + i // 6``), as uint8 ``(n, f, s, s, 3)``. A ``first_index`` beyond the dataset's
+    videos gives unseen clips of every class (reference grids, held-out probes).
+    """
+    k = len(CLASS_NAMES)
+    return np.stack([render_video(CLASS_NAMES[i % k], first_index + i // k, frames, size, seed) for i in range(n)])
+
+
 def _video_name(class_name: str, index: int) -> str:
     group, clip = divmod(index, CLIPS_PER_GROUP)
     return f"v_{class_name}_g{group + 1:02d}_c{clip + 1:02d}.mp4"

@@ -423,10 +423,15 @@ class _Validation:
             self.held[res] = make_held_out(clips, res, plan.seed)
         path = out / VALIDATION_FILE
         _truncate_metrics(path, start, VALIDATION_FIELDS)
-        is_new = not path.is_file()
-        self.file = open(path, "a", newline="")  # noqa: SIM115 - closed by close()
+        stored: dict[int, dict[str, dict[int, float]]] = {}
+        for row in read_validation(out) if path.is_file() else []:  # a resumed run keeps its references
+            if row["step"] == 0:
+                stored.setdefault(row["res"], {}).setdefault(row["subnet"], {})[row["t"]] = row["loss"]
+        is_new = not stored  # no references yet: start the file over
+        self.file = open(path, "w" if is_new else "a", newline="")  # noqa: SIM115 - closed by close()
         self.csv = csv.DictWriter(self.file, fieldnames=VALIDATION_FIELDS)
-        self.references = {res: reference_losses(held, diffusion, seed=plan.seed) for res, held in self.held.items()}
+        self.references = stored or {res: reference_losses(held, diffusion, seed=plan.seed)
+                                     for res, held in self.held.items()}
         if is_new:
             self.csv.writeheader()
             for res, refs in self.references.items():
