@@ -1,6 +1,7 @@
 """Are the bundled supernet's samples recognisable? The domain classifier's verdict per subnet and resolution.
 
     python benchmarks/samples.py [--ckpt tiny] [--features experiments/tiny/features] [--n 24] [--steps 25]
+                                 [--guidance W] [--res 32,64]
 
 For the largest and the smallest subnet at every resolution, generates ``--n`` videos exactly as
 ``sned sample CKPT --largest|--smallest --res R --n N --steps S --seed 0`` does (DDIM, EMA weights),
@@ -10,6 +11,9 @@ how many videos each class got, how many classes are represented, the mean top-c
 (how confident the classifier is that a sample shows one class), and the Inception Score (exp of
 the mean KL between per-video and marginal class probabilities; its maximum is the number of
 classes, 6). The same figures for unseen real clips (rendered with a new seed) are the reference.
+For a class-conditional supernet the videos take the classes in turn (as ``sned sample`` does, with
+the checkpoint's ``sample.guidance`` unless ``--guidance`` is given) and the line also shows
+**asked**: the share of videos the classifier puts in the class they were generated for.
 A classifier is no substitute for looking: the GIF grids are in ``experiments/tiny/samples/``.
 """
 
@@ -26,15 +30,17 @@ from sned.predictors.features import DomainFeatureExtractor
 from sned.predictors.fvd import inception_score
 from sned.supernet.checkpoint import load_supernet
 from sned.supernet.data import render_clips
-from sned.supernet.sample import generate
+from sned.supernet.sample import class_labels, generate
 
 
-def _line(name: str, probabilities: np.ndarray, classes: list[str]) -> str:
-    counts = np.bincount(probabilities.argmax(axis=1), minlength=len(classes))
+def _line(name: str, probabilities: np.ndarray, classes: list[str], asked: list[str] | None = None) -> str:
+    predicted = probabilities.argmax(axis=1)
+    counts = np.bincount(predicted, minlength=len(classes))
     is_mean, _ = inception_score(probabilities, splits=1)
     cells = " ".join(f"{c[:8]}={k}" for c, k in zip(classes, counts, strict=True))
+    hit = "" if asked is None else f"  asked {np.mean([classes[p] == a for p, a in zip(predicted, asked, strict=True)]):.2f}"
     return (f"  {name:<22} classes {int((counts > 0).sum())}/{len(classes)}  top-prob "
-            f"{probabilities.max(axis=1).mean():.2f}  IS {is_mean:.2f}  [{cells}]")
+            f"{probabilities.max(axis=1).mean():.2f}  IS {is_mean:.2f}{hit}  [{cells}]")
 
 
 def main() -> None:
@@ -44,6 +50,8 @@ def main() -> None:
     parser.add_argument("--features", default=str(bundled), help="a `sned features train` folder")
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance (default: the checkpoint's)")
+    parser.add_argument("--res", help="comma-separated resolutions (default: all of the space's)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -51,17 +59,21 @@ def main() -> None:
     extractor = DomainFeatureExtractor(args.features, device="cpu")
     classes = list(extractor.card.classes)
     prediction = info["config"].get("prediction", "v")
-    print(f"== {info['path']} (step {info['step']}, {prediction} prediction); classifier {extractor.name}; "
+    guidance = float(info["sample_config"].get("guidance", 1.0)) if args.guidance is None else args.guidance
+    labels, asked = class_labels(net.space.spec.classes, info["class_names"], args.n)
+    print(f"== {info['path']} (step {info['step']}, {prediction} prediction"
+          f"{f', guidance {guidance:g}' if labels else ''}); classifier {extractor.name}; "
           f"{args.n} videos per row, {args.steps} DDIM steps, seed 0")
-    for res in net.space.resolutions:
+    for res in [int(r) for r in args.res.split(",")] if args.res else net.space.resolutions:
         print(f"-- {res} px")
         real = render_clips(args.n, net.space.frames, res, seed=1, first_index=1000)  # as the bundled real grids
         real_videos = torch.from_numpy(real).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
         print(_line("real clips", extractor.probabilities(real_videos), classes))
         for which in ("largest", "smallest"):
             arch = getattr(net.space, which)(res)
-            videos = generate(net, arch, args.n, args.steps, seed=0, prediction=prediction)
-            print(_line(f"{which} subnet", extractor.probabilities(videos), classes), flush=True)
+            videos = generate(net, arch, args.n, args.steps, seed=0, prediction=prediction, labels=labels,
+                              guidance=guidance if labels else 1.0)
+            print(_line(f"{which} subnet", extractor.probabilities(videos), classes, asked or None), flush=True)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from sned.predictors.quality_table import (
     atomic_path,
     check_table_space,
     file_sha256,
+    noise_floor_of,
     read_fvd_table,
     select_rows,
     synthetic_fvd_table,
@@ -289,7 +290,7 @@ class AccuracyPredictor:
                 magnitude-dependent noise; the inner CV decides.
             checkpoint: a ``checkpoint_sha256`` (or prefix) to fit on when the table holds several.
             table_meta: the table's metadata (``read_fvd_table``): space hash check, table sha256 and
-                noise-floor tau are recorded.
+                the target column's noise-floor tau are recorded.
             command: the command line to record (default: ``sys.argv``).
             progress: show a tqdm bar over the model fits.
 
@@ -351,7 +352,7 @@ class AccuracyPredictor:
                       "extractor": str(df["extractor"].iloc[0]),
                       "extractor_sha256": str(df["extractor_sha256"].iloc[0]),
                       "target_range": [float(values.min()), float(values.max())],
-                      "noise_floor_tau": table_meta.get("noise_floor_tau")},
+                      "noise_floor_tau": noise_floor_of(table_meta, target)[0]},  # of the target column
             "provenance": {"command": command if command is not None else " ".join(sys.argv),
                            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "sned_version": _version("sned"), "numpy": np.__version__,

@@ -2,28 +2,36 @@
 
     sned evaluate EXPERIMENT --ckpt RUN --data REAL_DIR --out TABLE.parquet [--res 32,64|all]
         [--n-subnets K] [--videos V] [--steps S] [--seed K] [--i3d PATH | --features DIR] [--address ADDR]
-        [--gpus-per-trial G] [--cpus-per-trial C] [--concurrency N] [--noise-floor M] [--resume]
+        [--gpus-per-trial G] [--cpus-per-trial C] [--concurrency N] [--noise-floor M|all]
+        [--held-out N] [--resume]
 
 The ground truth the accuracy predictor (``sned fit``) learns from: for a handful of subnets per
 resolution, generate videos with the supernet's inherited weights and measure FVD and KVD against a
-real set. The steps:
+real set, and the held-out denoising loss on fixed real clips. The steps:
 
 1. **Select subnets** per resolution (:func:`select_subnets`): stratified over the cost range --
    FLOPs-quantile strata over every arch of the resolution (or a seeded pool for big spaces), one
    arch drawn per stratum -- always with the largest and the smallest subnet; seeded per resolution,
    so ``--res 64`` alone picks the same subnets as ``--res all``.
-2. **Real features** once per resolution, cached next to the table as
-   ``TABLE.cache/real-<res>-<extractor>.npz`` (reused only when the data folder, clip count, frames
-   and seed match).
+2. **Real features** once per resolution and pass, cached next to the table as
+   ``TABLE.cache/real-<res>-<extractor>.npz`` (the second pass: ``...-pass2.npz``), reused only
+   when the data folder, clip count, frames, seed and the chosen videos match. ``--real-videos``
+   above the folder's usable videos is bad input: FVD against repeated videos would look better
+   than it is.
 3. **One Ray Tune trial per (subnet, resolution)** (:func:`run_trial`): load the supernet
    (:func:`~sned.supernet.checkpoint.load_supernet`, EMA weights), generate ``V`` videos with DDIM,
    features (I3D, or with ``--features DIR`` the domain classifier of ``sned features train``, which
    also gives the Inception Score, column ``inception_score``), FVD and KVD. Function trainables on
    reused actors keep the loaded supernet and
    extractor in a module-level cache, so a worker loads them once, not once per trial.
+   **Held-out denoising loss** (column ``loss``, the mean over t of ``loss_t50`` ... ``loss_t800``):
+   training validation's metric (:func:`~sned.supernet.validation.held_out_loss`, v units) on
+   ``--held-out`` real clips spread over the classes (:func:`clip_subset`) with noise fixed by the
+   seed; class-conditional spaces are given each clip's true class. The clips are built once per
+   worker process and resolution.
    **Common random numbers**: every trial at a resolution generates from the same seed (video ``i``
-   from ``(seed, i)``) against the same real features, so FVD differences between subnets are not
-   drowned in sampling noise.
+   from ``(seed, i)``) against the same real features, and its loss uses the same clips, noise and
+   timesteps, so differences between subnets are not drowned in sampling noise.
 4. **The table** (:class:`FvdTable`): the driver appends each finished trial's row as its result
    arrives (a Tune ``Callback``), rewriting the parquet atomically; never two rows for one
    (arch id, resolution, checkpoint).
@@ -37,16 +45,21 @@ laptop to a cluster; and Tune restore would re-run in-flight trials anyway while
 experiment folder that must live on shared storage. Trials that fail are retried by Tune
 (``FailureConfig(max_failures=2)``); ones that still fail are reported, and ``--resume`` retries them.
 
-Noise floor. ``--noise-floor M`` evaluates ``M`` of the selected subnets per resolution (spread over
-the cost range) a second time with another seed. Kendall's tau between the two passes, within each
-resolution and averaged weighted by pairs, is the table's ``noise_floor_tau``: the rank agreement a
-perfect predictor could reach. The second-pass rows live in the metadata (``noise_floor.rows``), not
-as duplicate table rows.
+Noise floor. ``--noise-floor all`` evaluates every selected subnet a second time (``--noise-floor M``:
+``M`` per resolution, spread over the cost range), independently of the first pass: generated from
+``seed + 1``, against the real features of another real subset (the next ``--real-videos`` videos of
+the same seeded order, disjoint from the first where the folder holds enough, else an independently
+seeded draw with fresh clip positions), and with its loss on another held-out set and noise. Kendall's
+tau between the two passes, within each resolution and averaged weighted by pairs, is the rank
+agreement a perfect predictor could reach: ``noise_floor_tau`` (FVD) and
+``noise_floor.columns[<fvd|loss>]`` (``tau`` and per-resolution ``tau_res``) in the metadata. The
+second-pass rows live in the metadata (``noise_floor.rows``), not as duplicate table rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -78,9 +91,18 @@ DEFAULT_POOL = 20_000  # candidates per resolution drawn when the space is too b
 DEFAULT_SUBNETS = 8
 KEY_COLUMNS: tuple[str, ...] = ("arch_id", "res", "checkpoint_sha256")
 # Settings that change FVD values: a resumed table must have been made with the same ones.
-COMPARABLE_SETTINGS: tuple[str, ...] = ("videos", "real_videos", "steps", "eta", "seed", "ema", "extractor",
-                                        "extractor_sha256")
-NOISE_SEED_OFFSET = 1  # the noise-floor pass generates with seed + 1 (and the same real set)
+COMPARABLE_SETTINGS: tuple[str, ...] = ("videos", "real_videos", "steps", "eta", "seed", "ema", "pca_dim", "extractor",
+                                        "extractor_sha256", "held_out")
+NOISE_SEED_OFFSET = 1  # the noise-floor pass generates with seed + 1 (against another real subset)
+# The second pass's real and held-out clips: "disjoint" videos from the first pass's. Recorded in the
+# settings; a resumed table whose second-pass rows were measured otherwise (before this existed: the
+# same real set) measures them again.
+NOISE_SUBSET = "disjoint-or-reseeded"
+DEFAULT_HELD_OUT = 24  # held-out clips per resolution for the loss column (training validation holds out 24)
+LOSS_TIMESTEPS: tuple[int, ...] = (50, 200, 500, 800)  # sned.supernet.validation.VAL_TIMESTEPS (imports torch)
+LOSS_COLUMNS: tuple[str, ...] = ("loss", *(f"loss_t{t}" for t in LOSS_TIMESTEPS))
+NOISE_COLUMNS: tuple[str, ...] = ("fvd", "loss")  # the columns whose two-pass Kendall tau is recorded
+NoiseFloor = int | str  # subnets per resolution measured twice, or "all"
 
 TableKey = tuple[str, int, str]  # (arch_id, res, checkpoint_sha256)
 
@@ -139,14 +161,70 @@ def select_subnets(space: SearchSpace, res: int, n: int, rng: np.random.Generato
     return space.decode(X[np.sort(np.unique(chosen))])
 
 
-def noise_floor_subset(archs: Sequence[Arch], m: int) -> list[Arch]:
-    """``m`` of ``archs`` (sorted by cost) evenly spread over the list, both ends included."""
+def parse_noise_floor(value: Any) -> NoiseFloor:
+    """``--noise-floor``: ``"all"`` or an integer >= 0 (subnets per resolution measured twice).
+
+    Raises:
+        UserError: anything else.
+    """
+    text = str(value).strip().lower()
+    if text == "all":
+        return "all"
+    if isinstance(value, bool) or not text.isdigit():
+        raise UserError(f"--noise-floor {value!r}: expected 'all' or an integer >= 0 (subnets per resolution "
+                        "measured twice)")
+    return int(text)
+
+
+def noise_floor_subset(archs: Sequence[Arch], m: NoiseFloor) -> list[Arch]:
+    """``m`` of ``archs`` (sorted by cost) evenly spread over the list, both ends included; ``"all"``: every one."""
+    if m == "all":
+        return list(archs)
     if m <= 0 or not archs:
         return []
     if m >= len(archs):
         return list(archs)
     index = np.unique(np.round(np.linspace(0, len(archs) - 1, m)).astype(int))
     return [archs[i] for i in index]
+
+
+def clip_subset(length: int, n: int, seed: int, second: bool = False, labels: Sequence[int] = ()
+                ) -> tuple[list[tuple[int, int]], bool]:
+    """Which real videos (and clip epochs) a pass uses: ``n`` of ``length``, as ``(video, epoch)`` pairs.
+
+    1. The videos in an order seeded by ``seed`` (with ``labels``, reordered so that classes take
+       turns: any prefix is spread over the classes).
+    2. The first pass takes the first ``n`` of that order (epoch 0).
+    3. The second pass takes the next ``n``, disjoint from the first, when ``length >= 2 n``; else
+       the first ``n`` of an order seeded independently (``(seed, 1)``) at epoch 1, so that its clips
+       start at other frames.
+
+    Returns:
+        ``(items, disjoint)``: the pairs, and whether they share no video with the first pass.
+
+    Raises:
+        UserError: ``n > length`` (a real set must not repeat videos).
+    """
+    if n > length:
+        raise UserError(f"{n} real clips requested but the data folder holds {length} usable videos; "
+                        f"lower --real-videos (or --videos) to at most {length}, or add videos")
+
+    def order(rng: np.random.Generator) -> np.ndarray:
+        perm = rng.permutation(length)
+        if not len(labels):
+            return perm
+        classes = np.asarray(labels)[perm]
+        turn = np.zeros(length, dtype=np.int64)  # how many of its class came before it in perm
+        for c in np.unique(classes):
+            turn[classes == c] = np.arange(int((classes == c).sum()))
+        return perm[np.lexsort((np.arange(length), turn))]  # by turn, then by position in perm
+
+    first = order(np.random.default_rng(seed))
+    if not second:
+        return [(int(i), 0) for i in first[:n]], True
+    if 2 * n <= length:
+        return [(int(i), 0) for i in first[n:2 * n]], True
+    return [(int(i), 1) for i in order(np.random.default_rng([seed, 1]))[:n]], False
 
 
 # ----------------------------------------------------------------------------- trials
@@ -175,8 +253,10 @@ class TrialSettings:
     """What every trial of a run shares (sent once to the workers through the Ray object store).
 
     ``checkpoint`` is the resolved checkpoint folder (not a run folder, which training may extend
-    while trials run); on a cluster it and ``i3d`` / ``features`` must be readable at the same path on
-    every node. ``features`` (a ``sned features train`` folder) replaces I3D when set.
+    while trials run); on a cluster it, ``data`` and ``i3d`` / ``features`` must be readable at the
+    same path on every node. ``features`` (a ``sned features train`` folder) replaces I3D when set.
+    ``data`` is the real-video folder whose clips give the held-out loss (``held_out`` clips of
+    ``frame_stride``, the training's, noise from ``seed``); ``None`` leaves the loss columns NaN.
     """
 
     checkpoint: str
@@ -193,6 +273,12 @@ class TrialSettings:
     device: str = "cpu"
     threads: int = 1
     features: str | None = None
+    guidance: float = 1.0  # classifier-free guidance of a class-conditional space (its classes in turn)
+    pca_dim: int | None = None  # FVD in the top-k principal directions of the real features (None: all)
+    data: str | None = None
+    held_out: int = DEFAULT_HELD_OUT
+    frame_stride: int = 1
+    seed: int = 0  # the run's seed: held-out clip order and noise (the second pass derives its own)
 
 
 # Worker-side cache: a reused Ray actor (or a plain Python caller) loads the supernet and the I3D
@@ -247,6 +333,60 @@ def _extractor(settings: TrialSettings):
     return _cached(("i3d", settings.i3d, settings.extractor_sha256, settings.device, settings.batch_size), build)
 
 
+def held_out_set(data: str | Path, res: int, frames: int, n: int, seed: int, second: bool = False,
+                 stride: int = 1, conditional: bool = False):
+    """The fixed held-out clips and noise of one resolution and pass (:class:`~sned.supernet.validation.HeldOut`).
+
+    ``min(n, videos in the folder)`` clips from :func:`clip_subset` (spread over the classes; the
+    second pass's are another subset, or reseeded), with noise from
+    :func:`~sned.supernet.validation.make_held_out` seeded by ``seed`` (``seed + 1`` for the second
+    pass). ``conditional``: the clips carry their true class labels.
+
+    Raises:
+        UserError: ``conditional`` but the folder's videos are not in class folders.
+    """
+    import torch
+
+    from sned.supernet.data import VideoClipDataset
+    from sned.supernet.validation import make_held_out
+
+    dataset = VideoClipDataset(data, frames=frames, size=res, stride=stride, seed=seed)
+    if conditional and not dataset.labels:
+        raise UserError(f"the space is class-conditional but the videos under {data} are not in class folders "
+                        "(<data>/<class>/*.mp4): the held-out loss needs each clip's class")
+    items, _ = clip_subset(len(dataset), min(int(n), len(dataset)), seed, second, dataset.labels)
+    clips = torch.stack([dataset[item] for item in items])
+    labels = torch.tensor([dataset.labels[i] for i, _ in items]) if conditional else None
+    return make_held_out(clips, res, seed + (NOISE_SEED_OFFSET if second else 0), labels=labels)
+
+
+def _held_out(settings: TrialSettings, res: int, frames: int, second: bool, conditional: bool):
+    return _cached(("held_out", settings.data, res, frames, settings.held_out, settings.seed, second,
+                    settings.frame_stride, conditional),
+                   lambda: held_out_set(settings.data, res, frames, settings.held_out, settings.seed, second,
+                                        settings.frame_stride, conditional))
+
+
+def subnet_loss(net: torch.nn.Module, arch: Arch, held: Any, prediction: str, batch_size: int = 8,
+                device: str = "cpu") -> dict[str, float]:
+    """The held-out denoising loss of one subnet: ``{"loss": mean over t, "loss_t<t>": ...}`` (v units).
+
+    ``net`` is the supernet, ``held`` a :class:`~sned.supernet.validation.HeldOut` (with labels for a
+    class-conditional space), ``prediction`` what the network predicts (the checkpoint's).
+    """
+    from sned.supernet.diffusion import GaussianDiffusion
+    from sned.supernet.validation import held_out_loss
+
+    if held.labels is None:
+        def model(z, t):
+            return net(z, t, arch)
+    else:
+        def model(z, t, y=None):
+            return net(z, t, arch, labels=y)
+    losses = held_out_loss(model, held, GaussianDiffusion(prediction), batch_size=batch_size, device=device)
+    return {"loss": float(np.mean(list(losses.values()))), **{f"loss_t{t}": float(v) for t, v in losses.items()}}
+
+
 def run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> dict[str, Any]:
     """Generate ``settings.videos`` videos from one subnet and score them against ``real`` features.
 
@@ -261,8 +401,10 @@ def run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> dic
     Returns:
         One table row: the :data:`~sned.predictors.accuracy.REQUIRED_COLUMNS` plus
         ``inception_score`` (over all generated videos, one split; NaN for an extractor without class
-        probabilities, i.e. I3D), ``params``, ``gflops``, ``seconds`` (the whole trial),
-        ``generate_seconds``, ``features_seconds``, ``started_at`` (Unix time) and ``worker`` (``host:pid``).
+        probabilities, i.e. I3D), the held-out loss :data:`LOSS_COLUMNS` (of the pass's held-out set;
+        NaN without ``settings.data``), ``params``, ``gflops``, ``seconds`` (the whole trial),
+        ``generate_seconds``, ``features_seconds``, ``loss_seconds``, ``started_at`` (Unix time) and
+        ``worker`` (``host:pid``).
     """
     import torch
 
@@ -275,35 +417,44 @@ def run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> dic
     extractor = _extractor(settings)
     arch = json.loads(spec.arch)
     videos = generate(net, arch, settings.videos, settings.steps, spec.seed, eta=settings.eta,
-                      batch_size=settings.batch_size, device=settings.device, prediction=settings.prediction)
+                      batch_size=settings.batch_size, device=settings.device, prediction=settings.prediction,
+                      guidance=settings.guidance)
     generated = time.perf_counter()
     if hasattr(extractor, "features_and_probabilities"):
         fake, probabilities = extractor.features_and_probabilities(videos)
         score = inception_score(probabilities, splits=1)[0]  # one split: a few dozen videos per trial
     else:
         fake, score = extractor.features(videos), math.nan
-    fvd = frechet_distance(real, fake)
+    fvd = frechet_distance(real, fake, pca_dim=settings.pca_dim)
     kvd = kernel_distance(real, fake)
     done = time.perf_counter()
     space = net.space
+    losses = dict.fromkeys(LOSS_COLUMNS, math.nan)
+    if settings.data is not None:
+        held = _held_out(settings, spec.res, space.frames, spec.noise, bool(space.spec.classes))
+        losses = subnet_loss(net, arch, held, settings.prediction, settings.batch_size, settings.device)
+    scored = time.perf_counter()
     return {
         "arch_id": spec.arch_id, "arch": spec.arch, "res": spec.res, "fvd": float(fvd), "kvd": float(kvd),
-        "inception_score": float(score),
+        "inception_score": float(score), **losses,
         "n_videos": settings.videos, "extractor": settings.extractor, "extractor_sha256": settings.extractor_sha256,
         "checkpoint_sha256": settings.checkpoint_sha256, "seed": spec.seed, "steps": settings.steps,
         "params": int(space.params([arch])[0]), "gflops": float(space.flops([arch])[0] / 1e9),
-        "seconds": done - began, "generate_seconds": generated - began, "features_seconds": done - generated,
-        "started_at": started_at, "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "seconds": scored - began, "generate_seconds": generated - began, "features_seconds": done - generated,
+        "loss_seconds": scored - done, "started_at": started_at, "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
 
 
 def _tune_trial(config: dict[str, Any], specs: Sequence[TrialSpec], settings: TrialSettings,
-                real: Mapping[int, np.ndarray]) -> None:
-    """The Ray Tune function trainable: one trial = one :func:`run_trial`, reported once."""
+                real: Mapping[tuple[int, bool], np.ndarray]) -> None:
+    """The Ray Tune function trainable: one trial = one :func:`run_trial`, reported once.
+
+    ``real`` holds the real features per (resolution, second pass).
+    """
     from ray import tune
 
     spec = specs[config["index"]]
-    row = run_trial(spec, settings, real[spec.res])
+    row = run_trial(spec, settings, real[(spec.res, spec.noise)])
     tune.report({**row, "index": int(config["index"]), "noise": spec.noise})
 
 
@@ -325,11 +476,13 @@ def peak_concurrency(started_at: Sequence[float], seconds: Sequence[float]) -> i
 ROW_DTYPES: dict[str, str] = {
     "arch_id": "object", "arch": "object", "res": "int64", "fvd": "float64", "kvd": "float64",
     "inception_score": "float64",  # optional: NaN for I3D rows and absent from tables written before it
+    **dict.fromkeys(LOSS_COLUMNS, "float64"),  # held-out loss; absent from tables written before it (NaN)
     "n_videos": "int64", "extractor": "object", "extractor_sha256": "object", "checkpoint_sha256": "object",
     "seed": "int64", "steps": "int64", "params": "int64", "gflops": "float64", "seconds": "float64",
-    "generate_seconds": "float64", "features_seconds": "float64", "started_at": "float64", "worker": "object",
+    "generate_seconds": "float64", "features_seconds": "float64", "loss_seconds": "float64", "started_at": "float64",
+    "worker": "object",
 }
-NOISE_ROW_FIELDS: tuple[str, ...] = ("arch_id", "res", "checkpoint_sha256", "fvd", "kvd", "seed", "seconds")
+NOISE_ROW_FIELDS: tuple[str, ...] = ("arch_id", "res", "checkpoint_sha256", "fvd", "kvd", "loss", "seed", "seconds")
 
 
 def _empty_table() -> pd.DataFrame:
@@ -338,12 +491,13 @@ def _empty_table() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=d) for c, d in ROW_DTYPES.items()})
 
 
-def noise_floor_tau(table: pd.DataFrame, second: Iterable[Mapping[str, Any]]
+def noise_floor_tau(table: pd.DataFrame, second: Iterable[Mapping[str, Any]], column: str = "fvd"
                     ) -> tuple[float | None, dict[int, float]]:
-    """Kendall tau between the first pass (table rows) and the second (``second``), per resolution.
+    """Kendall tau of ``column`` between the first pass (table rows) and the second (``second``), per resolution.
 
-    Pairs match on (arch id, resolution, checkpoint). Resolutions with fewer than 2 pairs, or a
-    tau that is undefined (all FVDs tied), are left out.
+    Pairs match on (arch id, resolution, checkpoint); a pair with the value missing or non-finite
+    on either side (e.g. ``loss`` of rows written before it existed) is left out, and so are
+    resolutions with fewer than 2 pairs or a tau that is undefined (all values tied).
 
     Returns:
         ``(tau, tau_per_res)``: the mean of the per-resolution taus weighted by their pair counts
@@ -351,13 +505,17 @@ def noise_floor_tau(table: pd.DataFrame, second: Iterable[Mapping[str, Any]]
     """
     from scipy.stats import kendalltau
 
+    if column not in table.columns:
+        return None, {}
     first = {(str(a), int(r), str(c)): float(f) for a, r, c, f in
-             zip(table["arch_id"], table["res"], table["checkpoint_sha256"], table["fvd"], strict=True)}
+             zip(table["arch_id"], table["res"], table["checkpoint_sha256"], table[column], strict=True)
+             if f is not None and math.isfinite(float(f))}
     pairs: dict[int, list[tuple[float, float]]] = {}
     for row in second:
         key = (str(row["arch_id"]), int(row["res"]), str(row["checkpoint_sha256"]))
-        if key in first:
-            pairs.setdefault(key[1], []).append((first[key], float(row["fvd"])))
+        value = row.get(column)
+        if key in first and value is not None and math.isfinite(float(value)):
+            pairs.setdefault(key[1], []).append((first[key], float(value)))
     per_res: dict[int, float] = {}
     weights: dict[int, int] = {}
     for res, values in sorted(pairs.items()):
@@ -379,7 +537,9 @@ class FvdTable:
     Every :meth:`add` rewrites the parquet through
     :func:`~sned.predictors.accuracy.write_fvd_table` (temp file + ``os.replace``), so a killed run
     leaves the table as it was after its last finished trial. A row whose key (arch id, resolution,
-    checkpoint) is already there is dropped: the table never holds two rows for one key.
+    checkpoint) is already there is dropped: the table never holds two rows for one key. Resuming a
+    table whose second pass was measured under another ``noise_subset`` setting (before the second
+    pass had its own real subset) drops those second-pass rows, so that they are measured again.
 
     Args:
         path: the parquet file.
@@ -415,9 +575,17 @@ class FvdTable:
         else:
             self.df = _empty_table()
             self.meta = {"space_hash": space.hash, "space": space.name}
+        old_settings = self.meta.get("evaluate", {})
         self.meta["evaluate"] = dict(settings)
         noise = self.meta.get("noise_floor") or {}
         self.noise_rows: list[dict[str, Any]] = list(noise.get("rows", []))
+        if self.noise_rows and old_settings.get("noise_subset") != settings.get("noise_subset"):
+            log.warning("%s: dropping %d second-pass rows measured with noise_subset %r (now %r); they are "
+                        "measured again", self.path, len(self.noise_rows), old_settings.get("noise_subset"),
+                        settings.get("noise_subset"))
+            self.noise_rows = []
+            self.meta.pop("noise_floor", None)
+            self.meta.pop("noise_floor_tau", None)
 
     def keys(self) -> set[TableKey]:
         """The (arch id, resolution, checkpoint) of every row."""
@@ -455,9 +623,13 @@ class FvdTable:
     def _update_noise_meta(self) -> None:
         if not self.noise_rows:
             return
+        columns = {}
+        for column in NOISE_COLUMNS:
+            col_tau, col_res = noise_floor_tau(self.df, self.noise_rows, column)
+            columns[column] = {"tau": col_tau, "tau_res": {str(r): t for r, t in col_res.items()}}
         tau, per_res = noise_floor_tau(self.df, self.noise_rows)
         self.meta["noise_floor"] = {"rows": self.noise_rows, "tau_res": {str(r): t for r, t in per_res.items()},
-                                    "pairs": sum(1 for _ in self.noise_rows)}
+                                    "pairs": sum(1 for _ in self.noise_rows), "columns": columns}
         if tau is None:
             self.meta.pop("noise_floor_tau", None)
         else:
@@ -471,7 +643,7 @@ class FvdTable:
 
 
 def plan_trials(selection: Mapping[int, Sequence[Arch]], seed: int, checkpoint_sha256: str,
-                done: set[TableKey], noise_floor: int = 0, noise_done: set[TableKey] | None = None
+                done: set[TableKey], noise_floor: NoiseFloor = 0, noise_done: set[TableKey] | None = None
                 ) -> list[TrialSpec]:
     """The trials still to run: selected subnets not in the table, then the noise-floor pass.
 
@@ -480,7 +652,7 @@ def plan_trials(selection: Mapping[int, Sequence[Arch]], seed: int, checkpoint_s
         seed: the generation seed of the main pass (the noise pass uses ``seed + 1``).
         checkpoint_sha256: the checkpoint being evaluated (part of every key).
         done: keys already in the table.
-        noise_floor: subnets per resolution to evaluate a second time.
+        noise_floor: subnets per resolution to evaluate a second time, or ``"all"``.
         noise_done: keys of the noise pass already measured.
 
     Returns:
@@ -505,26 +677,43 @@ def plan_trials(selection: Mapping[int, Sequence[Arch]], seed: int, checkpoint_s
 
 
 def real_features(data: str | Path, res: int, frames: int, n: int, seed: int, extractor: Any,
-                  cache_dir: str | Path, progress: bool = True) -> np.ndarray:
-    """I3D features of ``n`` real clips at ``res``, from the cache when it matches, else computed and cached.
+                  cache_dir: str | Path, progress: bool = True, second: bool = False, dataset: Any = None
+                  ) -> np.ndarray:
+    """Features of ``n`` real clips at ``res``, from the cache when it matches, else computed and cached.
 
     Clips come from :class:`~sned.supernet.data.VideoClipDataset` (``frames`` frames, resized and
-    centre-cropped to ``res``); videos are taken in a seeded order (the same at every resolution),
-    cycling with fresh clip positions when the folder holds fewer than ``n`` videos.
+    centre-cropped to ``res``); the videos are :func:`clip_subset`'s (a seeded order, the same at
+    every resolution; ``second``: the noise-floor pass's own subset). The cache key records the
+    chosen videos and epochs, so a subset of another pass, seed or folder content is never reused.
+    ``dataset``: the folder already scanned (a ``VideoClipDataset`` of ``data`` with ``frames`` frames,
+    stride 1 and ``seed``), to scan it once for every resolution and pass.
 
     Returns:
         ``(n, d)`` float32 features.
+
+    Raises:
+        UserError: the folder holds fewer than ``n`` usable videos.
     """
+    import hashlib
+
     import torch
     from tqdm import tqdm
 
     from sned.predictors.fvd import load_features, save_features
     from sned.supernet.data import VideoClipDataset
 
+    if dataset is None:
+        dataset = VideoClipDataset(data, frames=frames, size=res, seed=seed)
+    else:
+        dataset = copy.copy(dataset)
+        dataset.size = int(res)
+    items, disjoint = clip_subset(len(dataset), n, seed, second)
+    chosen = json.dumps([[str(dataset.paths[i].relative_to(dataset.root)), e] for i, e in items])
     safe_name = re.sub(r"[^A-Za-z0-9._-]", "-", extractor.name)  # names hold ':' (i3d:<sha>)
-    path = Path(cache_dir) / f"real-{res}-{safe_name}.npz"
-    source = json.dumps({"data": str(Path(data).resolve()), "res": res, "frames": frames, "n": n, "seed": seed},
-                        sort_keys=True)
+    path = Path(cache_dir) / f"real-{res}-{safe_name}{'-pass2' if second else ''}.npz"
+    source = json.dumps({"data": str(Path(data).resolve()), "res": res, "frames": frames, "n": n, "seed": seed,
+                         "pass": 2 if second else 1, "disjoint": disjoint,
+                         "videos_sha1": hashlib.sha1(chosen.encode()).hexdigest()}, sort_keys=True)
     if path.is_file():
         try:
             cached = load_features(path)
@@ -534,13 +723,11 @@ def real_features(data: str | Path, res: int, frames: int, n: int, seed: int, ex
             if (cached.source, cached.extractor, cached.weights_sha256) == (source, extractor.name,
                                                                             extractor.weights_sha256):
                 return cached.features
-            log.info("recomputing %s: made for another data set, extractor or settings", path)
-    dataset = VideoClipDataset(data, frames=frames, size=res, seed=seed)
-    order = np.random.default_rng(seed).permutation(len(dataset))
-    items = [(int(order[i % len(order)]), i // len(order)) for i in range(n)]  # (video, epoch)
+            log.info("recomputing %s: made for another data set, subset, extractor or settings", path)
     batch = max(1, int(getattr(extractor, "batch_size", 8)))
     out = []
-    for start in tqdm(range(0, n, batch), desc=f"real features {res}px", unit="batch", disable=not progress,
+    what = f"real features {res}px" + (" (pass 2)" if second else "")
+    for start in tqdm(range(0, n, batch), desc=what, unit="batch", disable=not progress,
                       file=sys.stderr):
         clips = torch.stack([dataset[item] for item in items[start:start + batch]])
         out.append(extractor.features(clips))
@@ -576,7 +763,11 @@ class EvaluateConfig:
         address: Ray cluster address (``None``: start Ray locally).
         gpus_per_trial, cpus_per_trial: resources per trial.
         concurrency: most trials at a time (``None``: as many as resources allow).
-        noise_floor: subnets per resolution evaluated a second time with ``seed + 1``.
+        noise_floor: subnets per resolution evaluated a second time, independently (``seed + 1``,
+            another real subset and held-out set), or ``"all"``: every selected subnet.
+        held_out: real clips per resolution (at most the folder's videos) for the held-out loss.
+        pca_dim: compute FVD in the span of the real features' top ``pca_dim`` principal directions
+            (below the generated set's size, so its covariance is full rank there); ``None``: all.
         resume: continue an existing table, skipping finished trials.
         pool: candidates per resolution for spaces too big to enumerate.
         progress: show tqdm progress bars.
@@ -603,7 +794,9 @@ class EvaluateConfig:
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
     concurrency: int | None = None
-    noise_floor: int = 0
+    noise_floor: NoiseFloor = 0
+    held_out: int = DEFAULT_HELD_OUT
+    pca_dim: int | None = None
     resume: bool = False
     pool: int = DEFAULT_POOL
     progress: bool = True
@@ -626,9 +819,10 @@ class EvaluateResult:
 
 
 def _check_config(cfg: EvaluateConfig) -> None:
+    parse_noise_floor(cfg.noise_floor)
     for name, value, low in (("--n-subnets", cfg.n_subnets, 2), ("--videos", cfg.videos, 2),
                              ("--real-videos", cfg.real_videos, 2), ("--steps", cfg.steps, 1),
-                             ("--batch-size", cfg.batch_size, 1), ("--noise-floor", cfg.noise_floor, 0),
+                             ("--batch-size", cfg.batch_size, 1), ("--held-out", cfg.held_out, 1),
                              ("--concurrency", cfg.concurrency, 1), ("--pool", cfg.pool, 1)):
         if value is not None and value < low:
             raise UserError(f"{name} {value}: expected >= {low}")
@@ -661,8 +855,33 @@ def _checkpoint(space: SearchSpace, path: str) -> tuple[Path, dict[str, Any]]:
     if state["space_hash"] != space.hash:
         raise UserError(f"checkpoint {ckpt} belongs to space {state.get('experiment')!r} (hash "
                         f"{state['space_hash']}), not to experiment {space.name!r} (hash {space.hash})")
+    config = state.get("config", {})
     return ckpt, {"sha256": state["files"][WEIGHTS], "step": int(state["step"]),
-                  "prediction": str(state.get("config", {}).get("prediction", "v"))}
+                  "prediction": str(config.get("prediction", "v")),
+                  "frame_stride": int(config.get("frame_stride", 1)),
+                  "class_names": list(state.get("class_names") or [])}
+
+
+def _check_data(space: SearchSpace, data: str, real_videos: int, seed: int, class_names: Sequence[str]) -> Any:
+    """Scan the real-video folder once: it must hold ``real_videos`` usable videos, in the
+    checkpoint's class folders when the space is class-conditional. Returns the scanned dataset."""
+    from sned.supernet.data import VideoClipDataset
+
+    dataset = VideoClipDataset(data, frames=space.frames, size=min(space.resolutions), seed=seed)
+    if real_videos > len(dataset):
+        raise UserError(f"--real-videos {real_videos}: {data} holds {len(dataset)} usable videos of "
+                        f"{space.frames} frames; pass --real-videos {len(dataset)} or fewer (and --videos, whose "
+                        "value it defaults to), or add videos")
+    classes = space.spec.classes
+    if classes and len(dataset.class_names) != classes:
+        found = (f"{len(dataset.class_names)} class folders" if dataset.class_names
+                 else "videos outside class folders")
+        raise UserError(f"space {space.name!r} is class-conditional with {classes} classes, but --data {data} has "
+                        f"{found}; the held-out loss needs each clip's class (<data>/<class>/*.mp4)")
+    if classes and class_names and list(dataset.class_names) != list(class_names):
+        raise UserError(f"--data {data} has classes {list(dataset.class_names)}, the checkpoint was trained on "
+                        f"{list(class_names)}; the held-out loss would give subnets the wrong labels")
+    return dataset
 
 
 def _init_ray(address: str | None, temp_dir: str) -> bool:
@@ -723,6 +942,9 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     ckpt, ckpt_info = _checkpoint(space, cfg.checkpoint)
     sample = load_sample_config(cfg.experiment)
     videos = cfg.videos or sample.n
+    if cfg.pca_dim is not None and not 1 <= cfg.pca_dim < videos:
+        raise UserError(f"--pca-dim {cfg.pca_dim}: expected 1 <= k < --videos {videos} (the generated set must "
+                        f"be full rank in k dimensions)")
     real_videos = cfg.real_videos or videos
     steps = cfg.steps or sample.steps
     eta = sample.eta if cfg.eta is None else cfg.eta
@@ -730,6 +952,8 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     ema = sample.use_ema if cfg.ema is None else cfg.ema
     if videos < 2 or real_videos < 2:
         raise UserError(f"FVD needs at least 2 videos per set; got {videos} generated, {real_videos} real")
+    noise_floor = parse_noise_floor(cfg.noise_floor)
+    dataset = _check_data(space, cfg.data, real_videos, cfg.seed, ckpt_info["class_names"])
 
     # 1. Subnets per resolution, seeded per resolution (or the ones the caller names).
     if cfg.archs is not None:
@@ -759,11 +983,18 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
                 "steps": steps, "eta": eta, "seed": cfg.seed, "ema": ema, "extractor": extractor.name,
                 "extractor_sha256": extractor.weights_sha256,
                 "features": str(Path(cfg.features).resolve()) if cfg.features else None, "n_subnets": cfg.n_subnets,
-                "noise_floor": cfg.noise_floor, "noise_seed": cfg.seed + NOISE_SEED_OFFSET,
+                "noise_floor": noise_floor, "noise_seed": cfg.seed + NOISE_SEED_OFFSET,
+                "noise_subset": NOISE_SUBSET, "noise_real_disjoint": 2 * real_videos <= len(dataset),
+                "held_out": cfg.held_out, "frame_stride": ckpt_info["frame_stride"],
                 "resolutions": list(resolutions)}
+    if cfg.pca_dim is not None:  # recorded only when set: tables made without it stay resumable
+        settings["pca_dim"] = cfg.pca_dim
+    guidance = sample.guidance if space.spec.classes else 1.0
+    if space.spec.classes:  # generated videos take the classes in turn
+        settings["guidance"] = guidance
     table = FvdTable(cfg.out, space, settings, resume=cfg.resume)
-    specs = plan_trials(selection, cfg.seed, ckpt_info["sha256"], table.keys(), cfg.noise_floor, table.noise_keys())
-    total = sum(len(v) for v in selection.values()) + sum(len(noise_floor_subset(v, cfg.noise_floor))
+    specs = plan_trials(selection, cfg.seed, ckpt_info["sha256"], table.keys(), noise_floor, table.noise_keys())
+    total = sum(len(v) for v in selection.values()) + sum(len(noise_floor_subset(v, noise_floor))
                                                           for v in selection.values())
     result = EvaluateResult(Path(cfg.out), _empty_table(), _empty_table(), len(specs), total - len(specs),
                             settings=settings)
@@ -772,9 +1003,9 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
         result.wall_seconds = time.perf_counter() - began
         return result
     cache_dir = Path(f"{cfg.out}.cache")
-    real = {res: real_features(cfg.data, res, space.frames, real_videos, cfg.seed, extractor, cache_dir,
-                               cfg.progress)
-            for res in sorted({s.res for s in specs})}
+    real = {(res, second): real_features(cfg.data, res, space.frames, real_videos, cfg.seed, extractor, cache_dir,
+                                         cfg.progress, second=second, dataset=dataset)
+            for res, second in sorted({(s.res, s.noise) for s in specs})}
     del extractor  # the workers build their own
 
     trial_settings = TrialSettings(
@@ -783,7 +1014,9 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
         i3d=str(Path(cfg.i3d).resolve()) if cfg.i3d else None, extractor=settings["extractor"],
         extractor_sha256=settings["extractor_sha256"], device="cuda" if cfg.gpus_per_trial > 0 else "cpu",
         threads=max(1, int(cfg.cpus_per_trial)),
-        features=str(Path(cfg.features).resolve()) if cfg.features else None)
+        features=str(Path(cfg.features).resolve()) if cfg.features else None, guidance=guidance,
+        data=str(Path(cfg.data).resolve()), held_out=cfg.held_out, frame_stride=ckpt_info["frame_stride"],
+        seed=cfg.seed, pca_dim=cfg.pca_dim)
 
     # 3. The trials, on Ray Tune; rows are written by the callback as results arrive.
     rows: list[dict[str, Any]] = []
@@ -866,6 +1099,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"subnets per resolution, largest and smallest included (default {DEFAULT_SUBNETS})")
     parser.add_argument("--videos", type=int, help="generated videos per trial (default: the experiment's sample.n)")
     parser.add_argument("--real-videos", type=int, help="real clips per resolution (default: --videos)")
+    parser.add_argument("--pca-dim", type=int, help="FVD in the real features' top-k principal directions "
+                        "(k < --videos; default: every feature dimension)")
     parser.add_argument("--steps", type=int, help="DDIM steps (default: the experiment's sample.steps)")
     parser.add_argument("--eta", type=float, help="DDIM eta (default: sample.eta, usually 0)")
     parser.add_argument("--batch-size", type=int, help="videos per forward, generation and I3D (default: "
@@ -879,8 +1114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0: CPU)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     parser.add_argument("--concurrency", type=int, help="most trials at a time (default: as resources allow)")
-    parser.add_argument("--noise-floor", type=int, default=0, metavar="M",
-                        help="evaluate M subnets per resolution again with seed+1; Kendall tau -> metadata")
+    parser.add_argument("--noise-floor", default="0", metavar="M|all",
+                        help="evaluate every subnet ('all') or M per resolution a second time, independently "
+                             "(seed+1, another real subset and held-out set); Kendall tau -> metadata (default 0)")
+    parser.add_argument("--held-out", type=int, default=DEFAULT_HELD_OUT, metavar="N",
+                        help=f"real clips per resolution for the held-out loss column (default {DEFAULT_HELD_OUT}, "
+                             "at most the folder's videos)")
     parser.add_argument("--resume", action="store_true", help="continue an existing table; finished trials are "
                         "skipped")
 
@@ -895,22 +1134,28 @@ def _print_summary(result: EvaluateResult) -> None:
     if not result.rows.empty:
         df = result.rows.sort_values(["res", "gflops"])
         df = df.assign(subnet=[arch_summary(json.loads(a)) for a in df["arch"]])
-        scores = ["fvd", "kvd"] + (["inception_score"] if df.get("inception_score") is not None
-                                   and df["inception_score"].notna().any() else [])
+        scores = ["fvd", "kvd"] + [c for c in ("inception_score", "loss")
+                                   if df.get(c) is not None and df[c].notna().any()]
         print(df[["arch_id", "subnet", "gflops", *scores, "seconds"]].to_string(
             index=False, float_format=lambda v: f"{v:.4g}"))
         everything = result.all_rows if not result.all_rows.empty else df
+        loss_time = (f", held-out loss {df['loss_seconds'].mean():.1f} s" if "loss_seconds" in df
+                     and df["loss_seconds"].notna().any() else "")
         print(f"time per trial: mean {df['seconds'].mean():.1f} s (generate {df['generate_seconds'].mean():.1f} s, "
-              f"I3D + FVD {df['features_seconds'].mean():.1f} s); at most "
+              f"I3D + FVD {df['features_seconds'].mean():.1f} s{loss_time}); at most "
               f"{peak_concurrency(everything['started_at'], everything['seconds'])} trials at a time on "
               f"{everything['worker'].nunique()} workers; wall {result.wall_seconds:.1f} s")
     if result.table.is_file():
         table, meta = read_fvd_table(result.table)
         print(f"table rows: {len(table)}")
-        if result.noise_floor_tau is not None:
-            tau_res = meta.get("noise_floor", {}).get("tau_res", {})
-            print(f"noise-floor tau (seed {s['seed']} vs {s['noise_seed']}): {result.noise_floor_tau:.3f} "
-                  f"(per res: {', '.join(f'{r}: {t:.3f}' for r, t in tau_res.items())})")
+        columns = (meta.get("noise_floor") or {}).get("columns", {})
+        for column in NOISE_COLUMNS:
+            entry = columns.get(column) or {}
+            if entry.get("tau") is None:
+                continue
+            print(f"noise-floor tau of {column} (two independent passes: seed {s['seed']} vs {s['noise_seed']}, "
+                  f"other real clips): {entry['tau']:.3f} "
+                  f"(per res: {', '.join(f'{r}: {t:.3f}' for r, t in entry['tau_res'].items())})")
     for failure in result.failed:
         print(f"failed: {failure}", file=sys.stderr)
     if result.failed:
@@ -925,14 +1170,15 @@ def run(args: argparse.Namespace) -> int:
         real_videos=args.real_videos, steps=args.steps, eta=args.eta, batch_size=args.batch_size, seed=args.seed,
         i3d=args.i3d, features=args.features, address=args.address, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
-        concurrency=args.concurrency, noise_floor=args.noise_floor, resume=args.resume,
+        concurrency=args.concurrency, noise_floor=parse_noise_floor(args.noise_floor), held_out=args.held_out,
+        pca_dim=args.pca_dim, resume=args.resume,
         progress=os.environ.get("TQDM_DISABLE") not in ("1", "true"))
     result = evaluate(cfg)
     _print_summary(result)
     return 1 if result.failed else 0
 
 
-__all__ = ["EvaluateConfig", "EvaluateResult", "FvdTable", "TrialSettings", "TrialSpec", "add_arguments",
-           "candidate_pool", "evaluate", "noise_floor_subset", "noise_floor_tau", "peak_concurrency", "plan_trials",
-           "real_features",
-           "run", "run_trial", "select_subnets"]
+__all__ = ["DEFAULT_HELD_OUT", "LOSS_COLUMNS", "NOISE_COLUMNS", "EvaluateConfig", "EvaluateResult", "FvdTable",
+           "TrialSettings", "TrialSpec", "add_arguments", "candidate_pool", "clip_subset", "evaluate", "held_out_set",
+           "noise_floor_subset", "noise_floor_tau", "parse_noise_floor", "peak_concurrency", "plan_trials",
+           "real_features", "run", "run_trial", "select_subnets", "subnet_loss"]

@@ -517,12 +517,13 @@ class DomainFeatureExtractor:
             videos: an iterable of uint8 arrays (read lazily).
             num_frames: keep only the first ``num_frames`` frames of each video (``None``: all).
             total: length of ``videos`` for the progress bar.
-            progress: show a tqdm progress bar.
+            progress: show a tqdm progress bar when stderr is a terminal (never in a pipe or log).
         """
         from tqdm import tqdm
 
         features, probabilities = [], []
-        with tqdm(total=total, disable=not progress, unit="video", desc=f"features ({self.name})") as bar:
+        with tqdm(total=total, disable=None if progress else True, unit="video",
+                  desc=f"features ({self.name})") as bar:
             for batch in self._batches(videos, num_frames):
                 x = torch.from_numpy(np.stack(batch)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0  # (b, c, f, h, w)
                 feats, probs = self._forward(x)

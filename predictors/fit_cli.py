@@ -14,6 +14,7 @@ import shlex
 import sys
 
 from sned.predictors.accuracy import MODELS, TRANSFORMS, AccuracyPredictor, check_table_space, read_fvd_table
+from sned.predictors.quality_table import noise_floor_of
 from sned.supernet.errors import UserError
 from sned.supernet.space import load_space
 
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    df, meta = read_fvd_table(args.table)
+    df, meta = read_fvd_table(args.table, target=args.target)
     experiment = args.experiment or meta.get("space")
     if not experiment:
         raise UserError(f"{args.table}: the table does not record its experiment; pass --experiment")
@@ -89,9 +90,9 @@ def report(predictor: AccuracyPredictor, table_name: str, meta: dict) -> str:
     rows = [{"name": "selection procedure", **{k: m[k] for k in ("tau_res", "rho_res", "tau", "rho", "rmse")}}]
     rows += [{**row, "name": f"baseline: {row['name']}"} for row in info["baselines"]]
     lines.append(pd.DataFrame(rows).to_string(index=False, float_format=number))
-    floor = meta.get("noise_floor_tau")
-    per_res = meta.get("noise_floor", {}).get("tau_res") if isinstance(meta.get("noise_floor"), dict) else None
-    lines.append("noise-floor tau (two evaluation seeds): " + (f"{floor:.4f}" if floor is not None else "not recorded")
+    floor, per_res = noise_floor_of(meta, predictor.target)
+    lines.append(f"noise-floor tau of {predictor.target} (two independent evaluation passes): "
+                 + (f"{floor:.4f}" if floor is not None else "not recorded")
                  + (f" (per res: {', '.join(f'{r}: {t:.3f}' for r, t in per_res.items())})" if per_res else ""))
     lines.append(f"chosen: {predictor.kind} on {predictor.describe_target()} (inner CV on all rows), refitted on all "
                  f"rows; the procedure that chose it scores nested tau_res {m['tau_res']:.4f}, rho_res "

@@ -377,8 +377,10 @@ def read_videos(paths: Sequence[str | Path]) -> Iterator[np.ndarray]:
         try:
             yield read_video(path)
         except Exception as exc:  # decord raises its own DECORDError / RuntimeError
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise UserError(f"cannot read video {path}: {reason}") from exc
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            # read_video's own messages name the file already; anything else gets it prepended.
+            message = reason if str(path) in reason else f"cannot read video {path}: {reason[:160]}"
+            raise UserError(message) from exc
 
 
 def video_batches(videos: Iterable[np.ndarray], num_frames: int | None, batch_size: int) -> Iterator[list[np.ndarray]]:
@@ -578,12 +580,13 @@ class I3DFeatureExtractor:
             videos: an iterable of uint8 arrays (read lazily, so a folder never sits in memory whole).
             num_frames: keep only the first ``num_frames`` frames of each video (``None``: all).
             total: length of ``videos`` for the progress bar.
-            progress: show a tqdm progress bar.
+            progress: show a tqdm progress bar when stderr is a terminal (never in a pipe or log).
         """
         from tqdm import tqdm
 
         out: list[np.ndarray] = []
-        with tqdm(total=total, disable=not progress, unit="video", desc=f"I3D ({self.name})") as bar:
+        with tqdm(total=total, disable=None if progress else True, unit="video",
+                  desc=f"I3D ({self.name})") as bar:
             for batch in self._batches(videos, num_frames):
                 x = torch.from_numpy(np.stack(batch)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0  # (b, c, f, h, w)
                 out.append(self._forward(x))

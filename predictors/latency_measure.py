@@ -46,6 +46,7 @@ from sned.predictors.latency import COLUMNS, STATISTICS, BlockKey, LatencyTable,
 from sned.supernet.errors import UserError
 from sned.supernet.model import Supernet
 from sned.supernet.space import Arch, SearchSpace, arch_id, arch_summary
+from sned.supernet.threads import torch_threads
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -222,7 +223,12 @@ class MeasureSettings:
 
 
 class Session:
-    """A device, dtype and thread setting, plus the supernet whose blocks and subnets get timed."""
+    """A device, dtype and thread setting, plus the supernet whose blocks and subnets get timed.
+
+    A context manager: inside ``with Session(...) as session:`` torch runs with ``session.threads``
+    CPU threads (explicit, because timings depend on it and the table records it); leaving the
+    block restores the caller's thread count (:func:`sned.supernet.threads.torch_threads`).
+    """
 
     def __init__(self, space: SearchSpace, settings: MeasureSettings):
         self.space = space
@@ -230,7 +236,7 @@ class Session:
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype)
         self.threads = settings.threads or default_threads()
-        torch.set_num_threads(self.threads)  # explicit: timings depend on it, and the table records it
+        self._scope = contextlib.ExitStack()
         self.label = settings.device_name or device_label(self.device)
         # Inputs are drawn on the device: a 256 px video batch made on the CPU and copied would
         # cost seconds per block on a GPU machine.
@@ -239,6 +245,13 @@ class Session:
             torch.manual_seed(settings.seed)
             with self.device:
                 self.net = Supernet(space).to(self.dtype).eval()
+
+    def __enter__(self) -> Session:
+        self._scope.enter_context(torch_threads(self.threads))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._scope.close()
 
     def provenance(self) -> dict[str, Any]:
         detail = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_model()
@@ -348,63 +361,63 @@ def measure_table(space: SearchSpace, out: str | Path, settings: MeasureSettings
     out = Path(out)
     resolutions = tuple(sorted(resolutions or space.resolutions))
     keys = enumerate_keys(space, resolutions)
-    session = Session(space, settings)
-    old = None if fresh or not out.exists() else LatencyTable.load(out)
-    if old is not None:
-        _check_resume(old, space, session, out)
-    rows = old.rows.copy() if old is not None else empty_rows()
-    done = old.has(list(keys)) if old is not None else np.zeros(len(keys), dtype=bool)
-    todo = [k for k, d in zip(keys, done, strict=True) if not d]
-    # Shuffled, so that a slow drift of the machine's load spreads over every resolution and block
-    # kind instead of biasing whichever keys happened to share a chunk (keys come ordered by res).
-    todo = [todo[i] for i in np.random.default_rng(settings.seed).permutation(len(todo))]
-    if max_rows is not None:
-        todo = todo[:max_rows]
-    covered = sorted(set(resolutions) | set(old.meta.get("resolutions", [])) if old is not None else resolutions)
-    meta = {
-        **(old.meta if old is not None else {}),
-        "space": space.name, "space_hash": space.hash, "experiment": experiment or space.source,
-        **session.provenance(), "resolutions": covered, "frames": space.spec.unet_frames,
-        "repeats": settings.repeats, "warmup": settings.warmup, "seed": settings.seed,
-        "timing": ("median of interleaved rounds; CUDA events after synchronize" if session.device.type == "cuda"
-                   else f"median of interleaved rounds; {'process CPU time' if settings.clock == 'cpu' else 'perf_counter'}"),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command or " ".join(sys.argv),
-    }
-    if old is not None and not todo:  # nothing to measure: keep when and how the rows were measured
-        meta.update({k: old.meta[k] for k in ("date", "command") if k in old.meta})
-    if old is not None and old.meta.get("correction", {}).get("n") and (todo or old.statistic != settings.statistic):
-        # New rows or another statistic change the block sums the fitted correction was made for:
-        # drop it, and let sned latency validate fit it again.
-        meta["correction"] = {"scale": 1.0, "offset_ms": 0.0, "note": "reset: the table changed after validation"}
-        meta.pop("validation", None)
-    table = LatencyTable(rows, meta, out)
-    rng = np.random.default_rng(settings.seed)
-    bar = tqdm(total=len(todo) * settings.repeats,
-               desc=f"latency {space.name} ({session.label})", unit="sample",
-               disable=not progress or not todo, dynamic_ncols=True)
-    measured = 0
-    try:
-        for start in range(0, len(todo), chunk):
-            part = todo[start:start + chunk]
-            fns = [session.block_callable(k, *keys[k]) for k in part]
-            samples = time_interleaved(fns, session.device, warmup=settings.warmup, repeats=settings.repeats,
-                                       rng=rng, clock=settings.clock, progress=bar)
-            del fns
-            stats = summarise(samples)
-            new = _rows(part, keys, stats, session, space)
-            rows = new if not len(rows) else _concat(rows, new)
-            measured += len(part)
-            table = LatencyTable(rows, {**meta, "complete": False}, out)
-            table.save(out)  # atomic: an interrupted run keeps every finished chunk
-    finally:
-        bar.close()
-    complete = bool(LatencyTable(rows, meta).has(list(keys)).all())
-    elapsed = time.perf_counter() - t_start
-    prior = float(old.meta.get("elapsed_s", 0.0)) if old is not None else 0.0
-    table = LatencyTable(rows, {**meta, "complete": complete, "elapsed_s": round(prior + elapsed, 1)}, out)
-    table.save(out)
-    return MeasureResult(table, measured, int(done.sum()), elapsed, complete)
+    with Session(space, settings) as session:
+        old = None if fresh or not out.exists() else LatencyTable.load(out)
+        if old is not None:
+            _check_resume(old, space, session, out)
+        rows = old.rows.copy() if old is not None else empty_rows()
+        done = old.has(list(keys)) if old is not None else np.zeros(len(keys), dtype=bool)
+        todo = [k for k, d in zip(keys, done, strict=True) if not d]
+        # Shuffled, so that a slow drift of the machine's load spreads over every resolution and block
+        # kind instead of biasing whichever keys happened to share a chunk (keys come ordered by res).
+        todo = [todo[i] for i in np.random.default_rng(settings.seed).permutation(len(todo))]
+        if max_rows is not None:
+            todo = todo[:max_rows]
+        covered = sorted(set(resolutions) | set(old.meta.get("resolutions", [])) if old is not None else resolutions)
+        meta = {
+            **(old.meta if old is not None else {}),
+            "space": space.name, "space_hash": space.hash, "experiment": experiment or space.source,
+            **session.provenance(), "resolutions": covered, "frames": space.spec.unet_frames,
+            "repeats": settings.repeats, "warmup": settings.warmup, "seed": settings.seed,
+            "timing": ("median of interleaved rounds; CUDA events after synchronize" if session.device.type == "cuda"
+                       else f"median of interleaved rounds; {'process CPU time' if settings.clock == 'cpu' else 'perf_counter'}"),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command or " ".join(sys.argv),
+        }
+        if old is not None and not todo:  # nothing to measure: keep when and how the rows were measured
+            meta.update({k: old.meta[k] for k in ("date", "command") if k in old.meta})
+        if old is not None and old.meta.get("correction", {}).get("n") and (todo or old.statistic != settings.statistic):
+            # New rows or another statistic change the block sums the fitted correction was made for:
+            # drop it, and let sned latency validate fit it again.
+            meta["correction"] = {"scale": 1.0, "offset_ms": 0.0, "note": "reset: the table changed after validation"}
+            meta.pop("validation", None)
+        table = LatencyTable(rows, meta, out)
+        rng = np.random.default_rng(settings.seed)
+        bar = tqdm(total=len(todo) * settings.repeats,
+                   desc=f"latency {space.name} ({session.label})", unit="sample",
+                   disable=not progress or not todo, dynamic_ncols=True)
+        measured = 0
+        try:
+            for start in range(0, len(todo), chunk):
+                part = todo[start:start + chunk]
+                fns = [session.block_callable(k, *keys[k]) for k in part]
+                samples = time_interleaved(fns, session.device, warmup=settings.warmup, repeats=settings.repeats,
+                                           rng=rng, clock=settings.clock, progress=bar)
+                del fns
+                stats = summarise(samples)
+                new = _rows(part, keys, stats, session, space)
+                rows = new if not len(rows) else _concat(rows, new)
+                measured += len(part)
+                table = LatencyTable(rows, {**meta, "complete": False}, out)
+                table.save(out)  # atomic: an interrupted run keeps every finished chunk
+        finally:
+            bar.close()
+        complete = bool(LatencyTable(rows, meta).has(list(keys)).all())
+        elapsed = time.perf_counter() - t_start
+        prior = float(old.meta.get("elapsed_s", 0.0)) if old is not None else 0.0
+        table = LatencyTable(rows, {**meta, "complete": complete, "elapsed_s": round(prior + elapsed, 1)}, out)
+        table.save(out)
+        return MeasureResult(table, measured, int(done.sum()), elapsed, complete)
 
 
 def _concat(a, b):
@@ -549,9 +562,9 @@ def validate_table(space: SearchSpace, table: LatencyTable, *, n: int = 30, seed
     archs = validation_archs(space, resolutions, n, rng)
     block_sum = table.block_sum(space, archs)  # fails fast on a missing key, before any timing
     table_pred = table.predict(space, archs)
-    fns = [session.subnet_callable(a) for a in archs]
-    with tqdm(total=repeats * len(fns), desc=f"validate {len(archs)} subnets", unit="sample",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with session, tqdm(total=repeats * len(archs), desc=f"validate {len(archs)} subnets", unit="sample",
+                       disable=not progress, dynamic_ncols=True) as bar:
+        fns = [session.subnet_callable(a) for a in archs]
         samples = time_interleaved(fns, session.device, warmup=warmup, repeats=repeats, rng=rng,
                                    min_sample_ms=0.0, clock=settings.clock, progress=bar)
     stats = summarise(samples)
@@ -628,10 +641,10 @@ def parity_html(result: Validation, path: str | Path, title: str = "") -> Path:
 def measure_subnets(space: SearchSpace, archs: Sequence[Arch], settings: MeasureSettings = MeasureSettings(),
                     progress: bool = False) -> dict[str, np.ndarray]:
     """Median / IQR / min ms of each arch's extracted subnet, end to end (the validation's method)."""
-    session = Session(space, settings)
-    fns = [session.subnet_callable(a) for a in archs]
     rng = np.random.default_rng(settings.seed)
-    with tqdm(total=settings.repeats * len(fns), disable=not progress, desc="subnets", unit="sample") as bar:
+    with Session(space, settings) as session, tqdm(total=settings.repeats * len(archs), disable=not progress,
+                                                   desc="subnets", unit="sample") as bar:
+        fns = [session.subnet_callable(a) for a in archs]
         samples = time_interleaved(fns, session.device, warmup=settings.warmup, repeats=settings.repeats,
                                    rng=rng, min_sample_ms=0.0, clock=settings.clock, progress=bar)
     return summarise(samples)

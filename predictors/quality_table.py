@@ -1,9 +1,11 @@
 """The sampled-quality table: reading, writing and checking it, and a synthetic stand-in.
 
 One row per (arch id, resolution, pass) as ``sned evaluate`` writes it (see DESIGN.md, "Sampled-quality
-table"): the arch JSON, FVD and KVD, the number of videos, the feature extractor, seed, checkpoint hash
-and sampler steps, as parquet with the table's ``sned`` metadata (space hash, noise-floor tau) as JSON
-under the parquet key ``sned``. Torch-free; pandas and pyarrow are imported only inside the functions.
+table"): the arch JSON, FVD and KVD, the held-out denoising loss (``loss``; tables written before it
+have no such column: a ``--target loss`` fit refuses them, a resumed run leaves their rows NaN), the number of videos, the feature extractor, seed,
+checkpoint hash and sampler steps, as parquet with the table's ``sned`` metadata (space hash,
+noise-floor tau) as JSON under the parquet key ``sned``. Torch-free; pandas and pyarrow are imported
+only inside the functions.
 """
 
 from __future__ import annotations
@@ -37,12 +39,16 @@ def check_table_space(meta: Mapping[str, Any], space: SearchSpace, where: str = 
                         f"not to space {space.name!r} (hash {space.hash}); pass the matching --experiment")
 
 
-def read_fvd_table(path: str | Path, space: SearchSpace | None = None) -> tuple[pd.DataFrame, dict]:
+def read_fvd_table(path: str | Path, space: SearchSpace | None = None, target: str = "fvd"
+                   ) -> tuple[pd.DataFrame, dict]:
     """Read a sampled-FVD table (parquet, written by ``sned evaluate``) and its ``sned`` metadata.
 
     Args:
         path: the parquet file.
         space: if given, the table's ``space_hash`` must be this space's hash.
+        target: the column the caller uses as the quality (``fvd``, ``loss``, ...): where the table
+            has it, its values must be finite; FVD need not be finite unless it is the target.
+            (:func:`target_values` names a target the table lacks.)
 
     Returns:
         ``(df, meta)``: one row per (arch id, resolution, checkpoint) with at least
@@ -51,7 +57,7 @@ def read_fvd_table(path: str | Path, space: SearchSpace | None = None) -> tuple[
 
     Raises:
         UserError: a missing or corrupt file, missing metadata or columns (named), an empty table,
-            non-finite FVDs, or (with ``space``) a table of another space.
+            non-finite values of ``target``, or (with ``space``) a table of another space.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -81,11 +87,12 @@ def read_fvd_table(path: str | Path, space: SearchSpace | None = None) -> tuple[
     for col in ("res", "fvd", "kvd", "n_videos", "seed", "steps"):
         if not np.issubdtype(df[col].dtype, np.number):
             raise UserError(f"{path}: column {col!r} has dtype {df[col].dtype}; expected numbers")
-    bad = ~np.isfinite(df["fvd"].to_numpy(dtype=np.float64))
-    if bad.any():
-        ids = df.loc[bad, "arch_id"].astype(str).tolist()[:3]
-        raise UserError(f"{path}: {int(bad.sum())} rows have a non-finite fvd (e.g. arch ids {ids}); "
-                        "re-evaluate or drop them")
+    if target in df.columns and np.issubdtype(df[target].dtype, np.number):
+        bad = ~np.isfinite(df[target].to_numpy(dtype=np.float64))
+        if bad.any():
+            ids = df.loc[bad, "arch_id"].astype(str).tolist()[:3]
+            raise UserError(f"{path}: {int(bad.sum())} rows have a non-finite {target} (e.g. arch ids {ids}); "
+                            "re-evaluate or drop them")
     meta["sha256"] = file_sha256(path)
     if space is not None:
         check_table_space(meta, space, str(path))
@@ -237,6 +244,21 @@ def target_values(df: pd.DataFrame, target: str) -> np.ndarray:
     return values
 
 
+def noise_floor_of(meta: Mapping[str, Any], column: str = "fvd") -> tuple[float | None, dict[str, float]]:
+    """The recorded two-pass Kendall tau of ``column`` (pooled, and ``{res: tau}``); ``(None, {})`` if none.
+
+    Reads ``noise_floor.columns[column]`` (``sned evaluate`` records fvd and loss), and for ``fvd``
+    falls back to the older keys ``noise_floor_tau`` / ``noise_floor.tau_res``.
+    """
+    noise = meta.get("noise_floor") if isinstance(meta.get("noise_floor"), Mapping) else {}
+    entry = (noise.get("columns") or {}).get(column) if isinstance(noise.get("columns"), Mapping) else None
+    if isinstance(entry, Mapping):
+        return entry.get("tau"), dict(entry.get("tau_res") or {})
+    if column == "fvd":
+        return meta.get("noise_floor_tau"), dict(noise.get("tau_res") or {})
+    return None, {}
+
+
 def numeric_columns(df: pd.DataFrame) -> list[str]:
     """The table's numeric columns a predictor may learn, in order: all but the :data:`BOOKKEEPING_COLUMNS`."""
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
@@ -264,6 +286,6 @@ class atomic_path:  # noqa: N801 (used like a function: ``with atomic_path(p) as
             os.unlink(self.tmp)
 
 
-__all__ = ["BOOKKEEPING_COLUMNS", "REQUIRED_COLUMNS", "atomic_path", "check_table_space", "file_sha256",
-           "numeric_columns", "read_fvd_table", "select_rows", "synthetic_fvd_table", "table_genes", "target_values",
+__all__ = ["BOOKKEEPING_COLUMNS", "REQUIRED_COLUMNS", "atomic_path", "check_table_space",
+           "file_sha256", "noise_floor_of", "numeric_columns", "read_fvd_table", "select_rows", "synthetic_fvd_table", "table_genes", "target_values",
            "write_fvd_table"]

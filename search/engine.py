@@ -21,6 +21,10 @@ Example (an analytic cost model, no files needed)::
     space = load_space("tiny")
     result = run_search(SearchConfig(budget_ms=200, resolutions=(128,)), AnalyticPredictors(space), space=space)
     result.fronts[128]  # DataFrame sorted by latency: arch_id, latency_ms, fvd_pred, fvd_std, ...
+
+The predicted quality's columns are named after the accuracy predictor's target
+(``result.target``): ``fvd_pred``/``fvd_std``, or ``loss_pred``/``loss_std`` for a predictor fit
+with ``sned fit --target loss`` (searched with ``objectives=("loss", "latency")``).
 """
 
 from __future__ import annotations
@@ -35,16 +39,19 @@ import numpy as np
 import pandas as pd
 
 from sned.search.objectives import (
-    COLUMNS,
     DEFAULT_OBJECTIVES,
     DEFAULT_PREDICTORS,
     DEFAULT_TABLE,
     OBJECTIVES,
     FilePredictors,
     Predictors,
+    check_objectives,
+    columns,
     default_artifact,
     evaluate,
     parse_objectives,
+    predictor_target,
+    quality_columns,
 )
 from sned.search.pareto import hypervolume, non_dominated
 from sned.supernet.errors import UserError
@@ -52,9 +59,20 @@ from sned.supernet.space import SearchSpace, arch_id, arch_summary, load_space
 
 Method = Literal["auto", "nsga2", "exhaustive"]
 METHODS: tuple[str, ...] = ("auto", "nsga2", "exhaustive")
-FRONT_COLUMNS = ("arch_id", "res", "latency_ms", "fvd_pred", "fvd_std", "params", "gflops", "summary", "arch")
-POINT_COLUMNS = ("arch_id", "res", "latency_ms", "fvd_pred", "fvd_std", "params", "gflops", "summary",
-                 "feasible", "on_front", "generation")
+
+
+def front_columns(target: str = "fvd") -> tuple[str, ...]:
+    """The columns of a front for predictors of ``target`` (``fvd_pred``/``fvd_std`` or ``loss_pred``/...)."""
+    return ("arch_id", "res", *columns(target)[:3], "params", "gflops", "summary", "arch")
+
+
+def point_columns(target: str = "fvd") -> tuple[str, ...]:
+    """The columns of the evaluated points for predictors of ``target``."""
+    return (*front_columns(target)[:-1], "feasible", "on_front", "generation")
+
+
+FRONT_COLUMNS = front_columns()  # those of an FVD predictor
+POINT_COLUMNS = point_columns()
 
 
 # ----------------------------------------------------------------------------- input parsing
@@ -109,7 +127,8 @@ class SearchConfig:
             the space's frame count); None searches without a budget.
         resolutions: pixel resolutions, one front each; None means all of the space's resolutions.
         steps: how many denoising steps the budget covers (predicted latency x steps).
-        objectives: names from :data:`sned.search.objectives.OBJECTIVES`, all minimised.
+        objectives: names from :data:`sned.search.objectives.OBJECTIVES`, all minimised; the quality
+            objective (``fvd`` or ``loss``, at most one) must be what the accuracy predictor predicts.
         method: ``auto`` (exhaustive where the space at a resolution has at most
             ``exhaustive_limit`` archs, else NSGA-II), ``nsga2`` or ``exhaustive``.
         pop_size: NSGA-II population size.
@@ -204,12 +223,13 @@ class SearchResult:
 
     Attributes:
         fronts: the Pareto front per resolution, sorted by latency; columns
-            :data:`FRONT_COLUMNS` (``arch`` holds the arch dict). Empty where no subnet meets the budget.
+            ``front_columns(target)`` (``arch`` holds the arch dict). Empty where no subnet meets the budget.
         evaluated: scored points per resolution (:data:`POINT_COLUMNS`), at most ``max_points``.
         history: NSGA-II progress per resolution (generation, evaluations, unique, front_size,
             hypervolume); empty for exhaustive resolutions.
         stats: :class:`ResolutionStats` per resolution.
         notes: human-readable remarks (e.g. a resolution with no subnet under the budget).
+        target: what the accuracy predictor predicts (``fvd``, ``loss``); names the quality columns.
     """
 
     config: SearchConfig
@@ -223,6 +243,7 @@ class SearchResult:
     stats: dict[int, ResolutionStats] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    target: str = "fvd"
 
     @property
     def methods(self) -> dict[int, str]:
@@ -236,14 +257,16 @@ class SearchResult:
 
     def to_json(self) -> dict:
         """The ``--json`` object (also ``pareto.json``): fronts as lists of plain records."""
+        pred, spread = quality_columns(self.target)
         fronts = {}
         for res, df in self.fronts.items():
-            fronts[str(res)] = [{"arch_id": r.arch_id, "arch": r.arch, "latency_ms": float(r.latency_ms),
-                                 "fvd_pred": float(r.fvd_pred), "fvd_std": float(r.fvd_std),
-                                 "params": int(r.params), "gflops": float(r.gflops)}
-                                for r in df.itertuples(index=False)]
+            fronts[str(res)] = [{"arch_id": r["arch_id"], "arch": r["arch"], "latency_ms": float(r["latency_ms"]),
+                                 pred: float(r[pred]), spread: float(r[spread]),
+                                 "params": int(r["params"]), "gflops": float(r["gflops"])}
+                                for r in df.to_dict("records")]
         return {"experiment": self.config.experiment, "space": self.space_name, "space_hash": self.space_hash,
-                "device": self.device, "budget_ms": self.config.budget_ms, "steps": self.config.steps,
+                "device": self.device, "target": self.target, "budget_ms": self.config.budget_ms,
+                "steps": self.config.steps,
                 "objectives": list(self.config.objectives), "method": self.method,
                 "methods": {str(r): m for r, m in self.methods.items()}, "fronts": fronts}
 
@@ -266,8 +289,9 @@ def run_search(config: SearchConfig, predictors: Predictors | None = None, *, sp
         A :class:`SearchResult`.
 
     Raises:
-        UserError: a resolution outside the space, missing/corrupt/foreign files, or a budget below
-            the fastest subnet at every requested resolution.
+        UserError: a resolution outside the space, missing/corrupt/foreign files, a quality objective
+            the predictor does not predict (``loss`` with an FVD predictor), or a budget below the
+            fastest subnet at every requested resolution.
     """
     start = time.perf_counter()
     space = space if space is not None else load_space(config.experiment)
@@ -279,9 +303,13 @@ def run_search(config: SearchConfig, predictors: Predictors | None = None, *, sp
     if predictors is None:
         predictors = FilePredictors(space, config.table or default_artifact(config.experiment, DEFAULT_TABLE),
                                     config.predictor or default_artifact(config.experiment, *DEFAULT_PREDICTORS))
+    target = predictor_target(predictors)
+    source = (f"accuracy predictor {predictors.predictor_path}" if isinstance(predictors, FilePredictors)
+              else f"the {predictors.device} cost model")
+    check_objectives(config.objectives, target, source)
     provenance_fn = getattr(predictors, "provenance", None)
     result = SearchResult(config=config, space_name=space.name, space_hash=space.hash, device=str(predictors.device),
-                          provenance=provenance_fn() if callable(provenance_fn) else {})
+                          provenance=provenance_fn() if callable(provenance_fn) else {}, target=target)
     for res in resolutions:
         _search_resolution(space, predictors, config, res, result, progress)
     if config.budget_ms is not None and all(len(result.fronts[r]) == 0 for r in resolutions):
@@ -311,7 +339,7 @@ def _search_resolution(space: SearchSpace, predictors: Predictors, config: Searc
     elif budget_step is not None and smallest_ms > budget_step:
         # Nothing can be feasible: the smallest subnet is the fastest one (every block at its minimum).
         X = np.empty((0, space.n_genes), dtype=np.int64)
-        cols = {name: np.empty(0) for name in COLUMNS}
+        cols = {name: np.empty(0) for name in columns(result.target)}
         evaluations, generation = 0, np.empty(0, dtype=np.int64)
         extra = {"stopped": "infeasible"}
     else:
@@ -324,8 +352,10 @@ def _search_resolution(space: SearchSpace, predictors: Predictors, config: Searc
     on_front[idx[non_dominated(F[idx])]] = True
     fastest = float(min(smallest_ms, cols["latency_ms"].min())) if len(X) else smallest_ms
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, res, 1]))
-    result.fronts[res] = _front_frame(space, X[on_front], {k: v[on_front] for k, v in cols.items()}, res)
-    result.evaluated[res] = _points_frame(space, X, cols, res, feasible, on_front, generation, config.max_points, rng)
+    result.fronts[res] = _front_frame(space, X[on_front], {k: v[on_front] for k, v in cols.items()}, res,
+                                      result.target)
+    result.evaluated[res] = _points_frame(space, X, cols, res, feasible, on_front, generation, config.max_points, rng,
+                                          result.target)
     result.history[res] = history
     result.stats[res] = ResolutionStats(
         method=method, space_count=count, evaluations=int(evaluations), unique=len(X), feasible=int(feasible.sum()),
@@ -345,7 +375,7 @@ def _evaluate_chunked(space: SearchSpace, predictors: Predictors, X: np.ndarray,
                       chunk: int = 65_536) -> dict[str, np.ndarray]:
     """:func:`evaluate` in slices, so enumerating a large space never holds every block table at once."""
     parts = [evaluate(space, predictors, X[i:i + chunk]) for i in range(0, max(len(X), 1), chunk)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in COLUMNS}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _reference_box(space: SearchSpace, predictors: Predictors, config: SearchConfig,
@@ -430,23 +460,24 @@ def _run_nsga2(space: SearchSpace, predictors: Predictors, config: SearchConfig,
     return X, cols, np.concatenate(keep_gen) if keep_gen else np.empty(0, np.int64), evaluations, history, extra
 
 
-def _front_frame(space: SearchSpace, X: np.ndarray, cols: dict[str, np.ndarray], res: int) -> pd.DataFrame:
+def _front_frame(space: SearchSpace, X: np.ndarray, cols: dict[str, np.ndarray], res: int,
+                 target: str = "fvd") -> pd.DataFrame:
     archs = space.decode(X) if len(X) else []
     df = pd.DataFrame({
         "arch_id": [arch_id(a) for a in archs],
         "res": np.full(len(X), res, dtype=np.int64),
-        **{k: cols[k] for k in COLUMNS},
+        **{k: cols[k] for k in columns(target)},
         "summary": [arch_summary(a) for a in archs],
         "arch": archs,
-    }, columns=list(FRONT_COLUMNS))
+    }, columns=list(front_columns(target)))
     df["params"] = df["params"].astype(np.int64)
-    # Ties broken by FVD and id, so the order (and the golden test) never depends on evaluation order.
-    return df.sort_values(["latency_ms", "fvd_pred", "arch_id"], kind="stable").reset_index(drop=True)
+    # Ties broken by quality and id, so the order (and the golden test) never depends on evaluation order.
+    return df.sort_values(["latency_ms", quality_columns(target)[0], "arch_id"], kind="stable").reset_index(drop=True)
 
 
 def _points_frame(space: SearchSpace, X: np.ndarray, cols: dict[str, np.ndarray], res: int, feasible: np.ndarray,
                   on_front: np.ndarray, generation: np.ndarray, max_points: int,
-                  rng: np.random.Generator) -> pd.DataFrame:
+                  rng: np.random.Generator, target: str = "fvd") -> pd.DataFrame:
     keep = np.arange(len(X))
     if len(X) > max_points:  # the front always, then a random sample of the rest
         rest = np.flatnonzero(~on_front)
@@ -456,15 +487,15 @@ def _points_frame(space: SearchSpace, X: np.ndarray, cols: dict[str, np.ndarray]
     df = pd.DataFrame({
         "arch_id": [arch_id(a) for a in archs],
         "res": np.full(len(keep), res, dtype=np.int64),
-        **{k: cols[k][keep] for k in COLUMNS},
+        **{k: cols[k][keep] for k in columns(target)},
         "summary": [arch_summary(a) for a in archs],
         "feasible": feasible[keep],
         "on_front": on_front[keep],
         "generation": generation[keep],
-    }, columns=list(POINT_COLUMNS))
+    }, columns=list(point_columns(target)))
     df["params"] = df["params"].astype(np.int64)
     return df
 
 
 __all__ = ["FRONT_COLUMNS", "METHODS", "POINT_COLUMNS", "ResolutionStats", "SearchConfig", "SearchResult",
-           "parse_budget", "parse_resolutions", "run_search"]
+           "front_columns", "parse_budget", "parse_resolutions", "point_columns", "run_search"]

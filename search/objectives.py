@@ -1,21 +1,27 @@
 """What the search optimises: the objective registry and the predictors that score a population.
 
 The search never runs a network. It scores gene matrices through a small protocol,
-:class:`Predictors` (``latency_ms(X)``, ``fvd(X)``), so that any cost model can be injected:
+:class:`Predictors` (``latency_ms(X)``, ``quality(X)`` and the ``target`` it predicts), so that any
+cost model can be injected:
 
 * :class:`FilePredictors`: the real thing, a measured latency table
   (``sned.predictors.latency.LatencyTable``) and a fitted accuracy predictor
-  (``sned.predictors.accuracy.AccuracyPredictor``), both torch-free.
+  (``sned.predictors.accuracy.AccuracyPredictor``), both torch-free. Its ``target`` is the table
+  column the predictor was fitted on (``sned fit --target``): ``fvd`` or the held-out ``loss``.
 * :class:`AnalyticPredictors`: latency and FVD as closed-form functions of the space's analytic
   FLOPs and parameter counts. It is a stand-in cost model for tests and benchmarks where no
   measured table exists; every result it produces says ``device="analytic"``.
+
+The predicted quality's columns are named after the target: ``fvd_pred``/``fvd_std`` for an FVD
+predictor, ``loss_pred``/``loss_std`` for a loss predictor (:func:`quality_columns`). The quality
+objective named in ``--objectives`` must be the predictor's target.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,9 +34,27 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "latency": ("latency_ms", "predicted latency of one denoising step (one UNet forward, batch 1), ms"),
     "params": ("params", "parameters of the extracted subnet"),
     "gflops": ("gflops", "GFLOPs of one UNet forward, batch 1"),
+    "loss": ("loss_pred", "predicted held-out denoising loss (v units, mean over t; a predictor fit with "
+                          "--target loss)"),
 }
+# Objectives that are the accuracy predictor's target (all minimised); at most one per search.
+QUALITY_OBJECTIVES: tuple[str, ...] = ("fvd", "loss")
+QUALITY_LABELS: dict[str, str] = {"fvd": "FVD", "loss": "held-out loss"}  # for tables and plots
 DEFAULT_OBJECTIVES = ("fvd", "latency")
-COLUMNS = ("latency_ms", "fvd_pred", "fvd_std", "params", "gflops")  # what :func:`evaluate` returns
+DEFAULT_TARGET = "fvd"
+
+
+def quality_columns(target: str = DEFAULT_TARGET) -> tuple[str, str]:
+    """The predicted quality's mean and std columns for a predictor of ``target``: ``fvd_pred``, ``fvd_std``."""
+    return f"{target}_pred", f"{target}_std"
+
+
+def columns(target: str = DEFAULT_TARGET) -> tuple[str, ...]:
+    """What :func:`evaluate` returns for predictors of ``target``."""
+    return ("latency_ms", *quality_columns(target), "params", "gflops")
+
+
+COLUMNS = columns()  # those of an FVD predictor
 DEFAULT_TABLE = "latency-cpu.parquet"
 DEFAULT_PREDICTORS = ("predictor.npz", "predictor.json")  # the first that exists is the default
 
@@ -51,7 +75,31 @@ def parse_objectives(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...
     if len(names) < 2:
         raise UserError(f"objectives {','.join(names) or '(none)'}: a Pareto front needs at least two, "
                         f"e.g. {','.join(DEFAULT_OBJECTIVES)}")
+    quality = [n for n in names if n in QUALITY_OBJECTIVES]
+    if len(quality) > 1:
+        raise UserError(f"objectives {','.join(names)}: {' and '.join(quality)} both need the accuracy predictor, "
+                        "which predicts one of them; choose one")
     return tuple(names)
+
+
+def predictor_target(predictors: Predictors) -> str:
+    """The table column ``predictors`` predict (``target``; ``fvd`` for predictors that do not say)."""
+    return str(getattr(predictors, "target", DEFAULT_TARGET))
+
+
+def check_objectives(objectives: tuple[str, ...], target: str, source: str = "the accuracy predictor") -> None:
+    """Refuse a quality objective that is not what the predictor predicts.
+
+    Raises:
+        UserError: e.g. ``--objectives fvd,...`` with a predictor fit on ``loss`` (naming both fixes).
+    """
+    for name in objectives:
+        if name in QUALITY_OBJECTIVES and name != target:
+            swapped = ",".join(target if n == name else n for n in objectives)
+            hint = (f"pass --objectives {swapped}" if target in QUALITY_OBJECTIVES
+                    else f"its target {target!r} is not an objective the search can minimise")
+            raise UserError(f"objective {name!r}: {source} predicts {target!r}, not {name!r}; {hint}, or a "
+                            f"--predictor fit with `sned fit --target {name}`")
 
 
 @runtime_checkable
@@ -61,9 +109,12 @@ class Predictors(Protocol):
     Required:
         device: the latency's device name (e.g. ``"cpu-<model>"``, ``"h200"``, ``"analytic"``).
         latency_ms(X): ``(n,)`` predicted ms of one UNet forward at batch 1 (one denoising step).
-        fvd(X): ``((n,), (n,))`` predicted FVD mean and its uncertainty (standard deviation).
+        quality(X): ``((n,), (n,))`` predicted quality mean and its uncertainty (standard
+            deviation), in the units of ``target``. Predictors written before ``quality`` existed
+            define ``fvd(X)`` instead, which is used when ``quality`` is missing.
 
     Optional:
+        target: the quality's table column, ``"fvd"`` (the default when absent) or ``"loss"``.
         provenance(): a JSON-able dict saved into the run's ``settings.json``.
     """
 
@@ -71,11 +122,11 @@ class Predictors(Protocol):
 
     def latency_ms(self, X: np.ndarray) -> np.ndarray: ...
 
-    def fvd(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def quality(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def evaluate(space: SearchSpace, predictors: Predictors, X: np.ndarray) -> dict[str, np.ndarray]:
-    """Score a population: every column of :data:`COLUMNS`, each ``(n,)``.
+    """Score a population: every column of ``columns(predictor_target(predictors))``, each ``(n,)``.
 
     Raises:
         UserError: a predictor returned the wrong shape or non-finite values (a broken file).
@@ -83,16 +134,18 @@ def evaluate(space: SearchSpace, predictors: Predictors, X: np.ndarray) -> dict[
     X = np.asarray(X, dtype=np.int64)
     n = len(X)
     latency = np.asarray(predictors.latency_ms(X), dtype=np.float64).reshape(-1)
-    mean, std = predictors.fvd(X)
+    score = getattr(predictors, "quality", None)
+    mean, std = score(X) if callable(score) else predictors.fvd(X)  # type: ignore[attr-defined]
     params, flops = space.costs(X)
+    pred, spread = quality_columns(predictor_target(predictors))
     cols = {
         "latency_ms": latency,
-        "fvd_pred": np.asarray(mean, dtype=np.float64).reshape(-1),
-        "fvd_std": np.asarray(std, dtype=np.float64).reshape(-1),
+        pred: np.asarray(mean, dtype=np.float64).reshape(-1),
+        spread: np.asarray(std, dtype=np.float64).reshape(-1),
         "params": params.astype(np.int64),
         "gflops": flops / 1e9,
     }
-    for name in ("latency_ms", "fvd_pred", "fvd_std"):
+    for name in ("latency_ms", pred, spread):
         if cols[name].shape != (n,):
             raise UserError(f"predictor returned {cols[name].shape[0]} values of {name} for {n} archs")
         bad = ~np.isfinite(cols[name])
@@ -125,6 +178,7 @@ class AnalyticPredictors:
     gflops_slope: float = 40.0
     relative_std: float = 0.05
     device: str = "analytic"
+    target: ClassVar[str] = "fvd"  # it models FVD only
 
     def latency_ms(self, X: np.ndarray) -> np.ndarray:
         return self.fixed_ms + self.ms_per_gflop * self.space.flops(X) / 1e9
@@ -134,6 +188,9 @@ class AnalyticPredictors:
         params, gflops = params.astype(np.float64), flops / 1e9
         mean = self.fvd_at_unit - self.params_slope * np.log(params / 1e6) - self.gflops_slope * np.log(gflops)
         return mean, self.relative_std * mean
+
+    def quality(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.fvd(X)
 
     def provenance(self) -> dict:
         return {"kind": "analytic", "note": "closed-form stand-in cost model, not a measurement",
@@ -194,20 +251,32 @@ class FilePredictors:
                 raise UserError(f"{what} {path} was made for another space (hash {obj.space_hash}); "
                                 f"space {space.name!r} has hash {space.hash}")
         self.device = str(self.table.device)
+        self.target = str(getattr(self.predictor, "target", DEFAULT_TARGET))
 
     def latency_ms(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.table.predict(self.space, X), dtype=np.float64)
 
-    def fvd(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def quality(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The predictor's mean and std of :attr:`target` (FVD, or the held-out loss)."""
         mean, std = self.predictor.predict(X)
         return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+
+    def fvd(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`quality` of an FVD predictor (kept for callers from before ``quality``).
+
+        Raises:
+            UserError: the predictor predicts another column.
+        """
+        if self.target != "fvd":
+            raise UserError(f"accuracy predictor {self.predictor_path} predicts {self.target!r}, not FVD")
+        return self.quality(X)
 
     def provenance(self) -> dict:
         return {"kind": "files",
                 "table": {"path": str(self.table_path), "device": self.device,
                           "meta": _jsonable(getattr(self.table, "meta", {}))},
                 "predictor": {"path": str(self.predictor_path),
-                              "kind": str(getattr(self.predictor, "kind", "?")),
+                              "kind": str(getattr(self.predictor, "kind", "?")), "target": self.target,
                               "metrics": _jsonable(getattr(self.predictor, "metrics", {}))}}
 
 
@@ -242,5 +311,7 @@ def _jsonable(value):
     return str(value)
 
 
-__all__ = ["AnalyticPredictors", "COLUMNS", "DEFAULT_OBJECTIVES", "DEFAULT_PREDICTORS", "DEFAULT_TABLE", "FilePredictors", "OBJECTIVES", "Predictors",
-           "default_artifact", "evaluate", "parse_objectives"]
+__all__ = ["COLUMNS", "DEFAULT_OBJECTIVES", "DEFAULT_PREDICTORS", "DEFAULT_TABLE", "DEFAULT_TARGET", "OBJECTIVES",
+           "QUALITY_LABELS", "QUALITY_OBJECTIVES", "AnalyticPredictors", "FilePredictors", "Predictors",
+           "check_objectives", "columns", "default_artifact", "evaluate", "parse_objectives", "predictor_target",
+           "quality_columns"]

@@ -104,6 +104,7 @@ def write_run(result: SearchResult, out_dir: str | Path, command: list[str] | No
         "config": result.config.to_dict(),
         "space": {"name": result.space_name, "hash": result.space_hash},
         "device": result.device,
+        "target": result.target,
         "provenance": result.provenance,
         "stats": {str(res): asdict(s) for res, s in result.stats.items()},
         "notes": result.notes,
@@ -138,6 +139,14 @@ class RunFiles:
     @property
     def config(self) -> SearchConfig:
         return SearchConfig.from_dict(self.settings["config"])
+
+    @property
+    def target(self) -> str:
+        """What the run's accuracy predictor predicted (``fvd``, ``loss``): the ``<target>_pred`` columns.
+
+        Runs written before the target was recorded predicted FVD (``fvd_pred``).
+        """
+        return str(self.settings.get("target") or "fvd")
 
 
 def read_run(run_dir: str | Path) -> RunFiles:

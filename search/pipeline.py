@@ -64,9 +64,13 @@ class PipelineConfig:
         latency_repeats: timed repeats per block.
         latency_validate: random subnets measured end to end to validate the table.
         eval_subnets: subnets per resolution in the sampled-FVD table.
-        eval_videos: generated (and real) videos per trial.
+        eval_videos: generated videos per trial.
+        eval_real_videos: real clips per resolution and pass, features computed once (None: eval_videos).
+        eval_pca_dim: FVD in the real features' top-k principal directions (None: every dimension).
         eval_steps: DDIM steps per video.
-        eval_noise_floor: subnets per resolution evaluated twice, for the noise-floor tau.
+        eval_noise_floor: ``all`` (every subnet evaluated a second time, independently: another seed,
+            real subset and held-out set; DESIGN's two passes) or how many per resolution (0: none);
+            the two passes' Kendall tau is the noise floor.
         eval_cpus_per_trial: Ray resources per trial (1 on a 2-core machine: two trials at a time).
         features_epochs: epochs of the domain classifier whose features score the sampled videos.
         fit_folds: outer cross-validation folds of the predictor fit (nested CV; they score it).
@@ -86,8 +90,10 @@ class PipelineConfig:
     latency_validate: int = 30
     eval_subnets: int = 10
     eval_videos: int = 12
+    eval_real_videos: int | None = None
+    eval_pca_dim: int | None = None
     eval_steps: int = 10
-    eval_noise_floor: int = 3
+    eval_noise_floor: int | str = "all"
     eval_cpus_per_trial: float = 1.0
     features_epochs: int = 30
     fit_folds: int = 5
@@ -103,6 +109,14 @@ class PipelineConfig:
         for key, value in section.items():
             if key not in valid:
                 raise UserError(f"pipeline: unknown key {key!r}; valid keys: {sorted(valid)}")
+            if key == "eval_noise_floor":  # "all" or a count
+                from sned.predictors.evaluate import parse_noise_floor
+
+                try:
+                    parse_noise_floor(value)
+                except UserError:
+                    raise UserError(f"pipeline.{key} = {value!r}: expected 'all' or an integer >= 0") from None
+                continue
             default = getattr(cls, key)
             expected = type(default) if default is not None else int
             if isinstance(value, bool) or not isinstance(value, (int, float) if expected is float else expected):
@@ -219,7 +233,8 @@ def stage_evaluate(ctx: Context) -> dict[str, Any]:
     cfg = ctx.cfg
     result = evaluate(EvaluateConfig(
         experiment=ctx.experiment, checkpoint=str(ctx.paths["train"]), data=str(ctx.paths["data"]),
-        out=str(ctx.paths["evaluate"]), n_subnets=cfg.eval_subnets, videos=cfg.eval_videos, steps=cfg.eval_steps,
+        out=str(ctx.paths["evaluate"]), n_subnets=cfg.eval_subnets, videos=cfg.eval_videos,
+        real_videos=cfg.eval_real_videos, pca_dim=cfg.eval_pca_dim, steps=cfg.eval_steps,
         seed=cfg.seed, cpus_per_trial=cfg.eval_cpus_per_trial, noise_floor=cfg.eval_noise_floor,
         features=str(ctx.paths["features"]) if marker(ctx.out, "features").exists() else None,
         resume=ctx.paths["evaluate"].exists(), progress=ctx.progress))
@@ -364,6 +379,18 @@ def _bundle_supernet(run: Path, folder: Path, out: Path) -> dict[str, Any]:
     return {"folder": f"{folder.name}/", **provenance}
 
 
+def _class_order(n: int, class_names: Sequence[str]) -> list[int]:
+    """Indices into ``render_clips(n, ...)`` (video ``i`` of class ``CLASS_NAMES[i % 6]``) that put class
+    ``class_names[i % k]`` at position ``i``: what ``sned sample`` generates for a class-conditional
+    checkpoint. Unconditional (no names): the clips' own order."""
+    from sned.supernet.data import CLASS_NAMES
+
+    if sorted(class_names) != sorted(CLASS_NAMES):
+        return list(range(n))
+    k = len(CLASS_NAMES)
+    return [(i // k) * k + CLASS_NAMES.index(class_names[i % k]) for i in range(n)]
+
+
 def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int = 25) -> dict[str, Any]:
     """Per resolution, GIF grids of the largest and the smallest subnet (several seeds) and of real clips.
 
@@ -382,11 +409,13 @@ def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int
         n = 24 if res < max(space.resolutions) else 12
         scale = max(1, 64 // res)
         real = render_clips(n, space.frames, res, cfg.seed + 1, first_index=1000)  # unseen videos of every class
+        real = real[_class_order(n, info.get("class_names") or [])]  # column j: the class sampled in column j
         write_video(folder / f"real-{res}.gif", video_grid(real, columns=6, scale=scale))
         written[f"real-{res}"] = {"file": f"samples/real-{res}.gif", "n": n, "seed": cfg.seed + 1}
         for which in ("largest", "smallest"):
             arch = getattr(space, which)(res)
-            videos = to_uint8(generate(net, arch, n, steps, seed=0, prediction=info["config"].get("prediction", "v")))
+            videos = to_uint8(generate(net, arch, n, steps, seed=0, prediction=info["config"].get("prediction", "v"),
+                                       guidance=float(info["sample_config"].get("guidance", 1.0))))
             write_video(folder / f"{which}-{res}.gif", video_grid(videos, columns=6, scale=scale))
             written[f"{which}-{res}"] = {"arch": arch, "file": f"samples/{which}-{res}.gif", "n": n}
     return {"checkpoint_sha256": info["sha256"], "step": info["step"], "steps": steps, "seed": 0, "gifs": written,

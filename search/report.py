@@ -4,8 +4,9 @@ Built only from the run folder's files (``sned.search.output.read_run``), so ``s
 ``sned report RUN`` produce the same page. Contents:
 
 1. the run's settings (experiment, device, budget, method per resolution, predictor quality);
-2. per resolution: predicted FVD against latency per step, every evaluated subnet faded, the
-   front highlighted (hover shows the arch), the budget as a dashed line; then the Pareto table;
+2. per resolution: the predicted quality (FVD, or the held-out loss for a ``--target loss``
+   predictor) against latency per step, every evaluated subnet faded, the front highlighted (hover
+   shows the arch), the budget as a dashed line; then the Pareto table;
 3. for NSGA-II resolutions: the front's hypervolume per generation.
 
 The page holds ~4.7 MB of plotly.js, embedded with the first figure only; the HTML is assembled
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sned.search.objectives import QUALITY_LABELS, quality_columns
 from sned.search.output import RunFiles, read_run, write_atomic
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
@@ -37,6 +39,9 @@ def report_figures(run: RunFiles) -> list[tuple[str, dict, str]]:
     budget, steps = config.get("budget_ms"), int(config.get("steps", 1))
     budget_step = None if budget is None else float(budget) / steps
     device = settings.get("device", "?")
+    target = run.target
+    pred, spread = quality_columns(target)
+    quality, fmt = QUALITY_LABELS.get(target, target), _format(target)
     figures: list[tuple[str, dict, str]] = []
     for i, res_key in enumerate(stats):
         res, st, color = int(res_key), stats[res_key], COLORS[i % len(COLORS)]
@@ -47,29 +52,29 @@ def report_figures(run: RunFiles) -> list[tuple[str, dict, str]]:
         if len(cloud):
             data.append({
                 "type": "scatter", "mode": "markers", "name": "evaluated subnets",
-                "x": _floats(cloud["latency_ms"]), "y": _floats(cloud["fvd_pred"]),
+                "x": _floats(cloud["latency_ms"]), "y": _floats(cloud[pred]),
                 "marker": {"color": np.where(cloud["feasible"].astype(bool), "#9aa5b1", "#e0b4b4").tolist(),
                            "size": 5, "opacity": 0.45},
                 "customdata": [list(t) for t in zip(cloud["arch_id"], cloud["summary"],
                                                     _floats(cloud["params"] / 1e6), strict=True)],
-                "hovertemplate": "%{customdata[0]}<br>%{customdata[1]}<br>%{x:.1f} ms, FVD %{y:.1f}"
-                                 "<br>%{customdata[2]:.2f} M params<extra>evaluated</extra>"})
+                "hovertemplate": "%{customdata[0]}<br>%{customdata[1]}<br>%{x:.1f} ms, " + quality + " %{y:" + fmt
+                                 + "}<br>%{customdata[2]:.2f} M params<extra>evaluated</extra>"})
         if len(front):
             data.append({
                 "type": "scatter", "mode": "lines+markers", "name": f"Pareto front {res} px",
-                "x": _floats(front["latency_ms"]), "y": _floats(front["fvd_pred"]),
+                "x": _floats(front["latency_ms"]), "y": _floats(front[pred]),
                 "line": {"color": color, "shape": "hv", "width": 1.5}, "marker": {"color": color, "size": 8},
-                "error_y": {"type": "data", "array": _floats(front["fvd_std"]), "thickness": 1, "width": 2,
+                "error_y": {"type": "data", "array": _floats(front[spread]), "thickness": 1, "width": 2,
                             "color": color},
-                "customdata": [list(t) for t in zip(front["arch_id"], front["summary"], _floats(front["fvd_std"]),
+                "customdata": [list(t) for t in zip(front["arch_id"], front["summary"], _floats(front[spread]),
                                                     _floats(front["params"] / 1e6), _floats(front["gflops"]),
                                                     strict=True)],
                 "hovertemplate": "<b>%{customdata[0]}</b><br>%{customdata[1]}<br>%{x:.1f} ms per step"
-                                 "<br>FVD %{y:.1f} ± %{customdata[2]:.1f}<br>%{customdata[3]:.2f} M params, "
-                                 "%{customdata[4]:.2f} GFLOPs<extra></extra>"})
+                                 "<br>" + quality + " %{y:" + fmt + "} ± %{customdata[2]:" + fmt + "}"
+                                 "<br>%{customdata[3]:.2f} M params, %{customdata[4]:.2f} GFLOPs<extra></extra>"})
         layout = _layout(f"{res} px: {len(front)} Pareto-optimal subnets ({st['method']})",
-                         f"predicted latency per denoising step, ms ({device})", "predicted FVD (lower is better)",
-                         height=480)
+                         f"predicted latency per denoising step, ms ({device})",
+                         f"predicted {quality} (lower is better)", height=480)
         if budget_step is not None:
             label = f"budget {budget_step:g} ms/step" + (f" ({budget:g} ms / {steps} steps)" if steps > 1 else "")
             layout["shapes"] = [{"type": "line", "xref": "x", "yref": "paper", "x0": budget_step, "x1": budget_step,
@@ -77,7 +82,7 @@ def report_figures(run: RunFiles) -> list[tuple[str, dict, str]]:
             layout["annotations"] = [{"xref": "x", "yref": "paper", "x": budget_step, "y": 1, "text": label,
                                       "showarrow": False, "xanchor": "right", "yanchor": "bottom"}]
         figures.append((f"{res} px: {html.escape(_method_text(st))}", {"data": data, "layout": layout},
-                        _front_table(front, steps)))
+                        _front_table(front, steps, target)))
     if len(run.history):
         data = []
         for i, (res, df) in enumerate(run.history.groupby("res", sort=False)):
@@ -90,22 +95,25 @@ def report_figures(run: RunFiles) -> list[tuple[str, dict, str]]:
         layout = _layout("NSGA-II: hypervolume of the front per generation (normalised objectives)", "generation",
                          "hypervolume", height=380)
         figures.append(("Hypervolume per generation", {"data": data, "layout": layout}, ""))
-    if run.verify is not None and len(run.verify):
-        v = run.verify.dropna(subset=["fvd_measured"])
-        lo, hi = float(min(v["fvd_pred"].min(), v["fvd_measured"].min())), float(max(v["fvd_pred"].max(),
-                                                                                     v["fvd_measured"].max()))
+    measured = f"{target}_measured"
+    if run.verify is not None and len(run.verify) and {pred, measured} <= set(run.verify.columns) \
+            and run.verify[measured].notna().any():
+        v = run.verify.dropna(subset=[measured])
+        lo, hi = float(min(v[pred].min(), v[measured].min())), float(max(v[pred].max(), v[measured].max()))
         data = [{"type": "scatter", "mode": "lines", "name": "y = x", "x": [lo, hi], "y": [lo, hi],
                  "line": {"color": "#999", "dash": "dot"}}]
         for i, (res, df) in enumerate(v.groupby("res", sort=True)):
             data.append({"type": "scatter", "mode": "markers", "name": f"{int(res)} px",
-                         "x": _floats(df["fvd_pred"]), "y": _floats(df["fvd_measured"]),
-                         "error_x": {"type": "data", "array": _floats(df["fvd_std"])},
+                         "x": _floats(df[pred]), "y": _floats(df[measured]),
+                         "error_x": {"type": "data", "array": _floats(df[spread])},
                          "marker": {"color": COLORS[i % len(COLORS)], "size": 9},
                          "text": [str(a) for a in df["arch_id"]],
-                         "hovertemplate": "%{text}<br>predicted %{x:.1f}<br>measured %{y:.1f}<extra></extra>"})
+                         "hovertemplate": "%{text}<br>predicted %{x:" + fmt + "}<br>measured %{y:" + fmt
+                                          + "}<extra></extra>"})
         extractor = ", ".join(sorted(set(map(str, v["extractor"])))) if "extractor" in v else "?"
-        layout = _layout(f"Front members: predicted vs measured FVD ({extractor})", "predicted FVD",
-                         "measured FVD (sampled)", height=420)
+        how = f"sampled, {extractor}" if target == "fvd" else "held-out clips"
+        layout = _layout(f"Front members: predicted vs measured {quality} ({how})", f"predicted {quality}",
+                         f"measured {quality}", height=420)
         figures.append(("Verification (--verify)", {"data": data, "layout": layout}, ""))
     return figures
 
@@ -129,6 +137,11 @@ def build_report(run: RunFiles) -> str:
 
 def _floats(values) -> list[float]:
     return [float(v) for v in values]
+
+
+def _format(target: str) -> str:
+    """The d3 number format of a quality: FVD to one decimal, a loss (~0.05) to 4 significant digits."""
+    return ".1f" if target == "fvd" else ".4g"
 
 
 def _layout(title: str, x_title: str, y_title: str, height: int) -> dict:
@@ -176,8 +189,8 @@ def _header(run: RunFiles) -> str:
         metrics = prov.get("predictor", {}).get("metrics", {})
         tau = metrics.get("kendall_tau", metrics.get("tau"))
         rows.append(("latency table", prov.get("table", {}).get("path", "?")))
-        rows.append(("accuracy predictor", prov.get("predictor", {}).get("path", "?")
-                     + (f" (cross-validated Kendall τ {tau:.3f})" if isinstance(tau, (int, float)) else "")))
+        rows.append(("accuracy predictor", prov.get("predictor", {}).get("path", "?") + f" (predicts {run.target}"
+                     + (f", cross-validated Kendall τ {tau:.3f})" if isinstance(tau, (int, float)) else ")")))
     elif prov:
         rows.append(("cost model", f"{prov.get('kind')}: {prov.get('note', '')}"))
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
@@ -185,15 +198,19 @@ def _header(run: RunFiles) -> str:
     return f"<table class='settings'>{table}</table>" + (f"<ul class='notes'>{notes}</ul>" if notes else "")
 
 
-def _front_table(front: pd.DataFrame, steps: int) -> str:
+def _front_table(front: pd.DataFrame, steps: int, target: str = "fvd") -> str:
     if not len(front):
         return "<p>No subnet at this resolution meets the budget.</p>"
+    pred, spread = quality_columns(target)
+    fmt = _format(target)
     head = ["#", "arch id", "latency ms/step"] + (["latency ms (run)"] if steps > 1 else []) + [
-        "predicted FVD", "params M", "GFLOPs", "arch"]
+        f"predicted {html.escape(QUALITY_LABELS.get(target, target))}", "params M", "GFLOPs", "arch"]
     rows = []
-    for k, r in enumerate(front.itertuples(index=False), 1):
-        cells = [str(k), r.arch_id, f"{r.latency_ms:.1f}"] + ([f"{r.latency_ms * steps:.0f}"] if steps > 1 else [])
-        cells += [f"{r.fvd_pred:.1f} ± {r.fvd_std:.1f}", f"{r.params / 1e6:.2f}", f"{r.gflops:.2f}", r.summary]
+    for k, r in enumerate(front.to_dict("records"), 1):
+        ms = r["latency_ms"]
+        cells = [str(k), r["arch_id"], f"{ms:.1f}"] + ([f"{ms * steps:.0f}"] if steps > 1 else [])
+        cells += [f"{r[pred]:{fmt}} ± {r[spread]:{fmt}}", f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.2f}",
+                  r["summary"]]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return (f"<p class='caption'>Pareto table: {len(front)} subnets, sorted by latency</p>"
             "<div class='scroll'><table class='front'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"

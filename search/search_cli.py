@@ -7,6 +7,7 @@ Examples::
 
     sned-search --budget-ms 200 --res 128
     sned-search --budget-ms 4000 --steps 25 --res 64,128 --objectives fvd,latency,params --json
+    sned-search --budget-ms 200 --predictor loss.npz --objectives loss,latency
     sned-search --budget-ms 200 --res all --method nsga2 --pop 64 --gens 100 --seed 1
 """
 
@@ -18,7 +19,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from sned.search.objectives import DEFAULT_OBJECTIVES, DEFAULT_PREDICTORS, DEFAULT_TABLE, OBJECTIVES
+from sned.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    DEFAULT_PREDICTORS,
+    DEFAULT_TABLE,
+    OBJECTIVES,
+    QUALITY_LABELS,
+    quality_columns,
+)
 from sned.supernet.errors import UserError
 
 
@@ -35,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resolution(s): 128, 64,128 or all (default: all); one front each")
     parser.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES), metavar="LIST",
                         help=f"comma-separated, all minimised; valid: {', '.join(OBJECTIVES)} "
-                             f"(default: {','.join(DEFAULT_OBJECTIVES)})")
+                             f"(default: {','.join(DEFAULT_OBJECTIVES)}); fvd or loss must be what the "
+                             "--predictor predicts (sned fit --target)")
     parser.add_argument("--method", default="auto", metavar="M",
                         help="auto (exhaustive where a resolution's space is small enough), nsga2 or exhaustive")
     parser.add_argument("--pop", default="64", metavar="N", help="NSGA-II population size (default: 64)")
@@ -118,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             verified = verify_run(out, result.fronts, config.experiment, verify_k, args.ckpt, args.data,
                                   seed=config.seed, address=args.address, i3d=args.i3d,
                                   cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                                  progress=not args.json)
+                                  progress=not args.json, target=result.target)
         report = write_report(out)
     except BaseException:
         if created:  # leave no empty run folder behind a failed search
@@ -129,10 +138,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_fronts(result)
     if verify_k is not None:
-        print("\nverification (sampled FVD of front members):")
-        for r in verified.itertuples(index=False):
-            print(f"  {r.res:>4} px  {r.arch_id:<10}  {r.latency_ms:>8.1f} ms  predicted {r.fvd_pred:>7.1f}"
-                  f"  measured {r.fvd_measured:>7.1f}  ({r.extractor})")
+        target = result.target
+        pred = quality_columns(target)[0]
+        print(f"\nverification (measured {QUALITY_LABELS.get(target, target)} of front members):")
+        for r in verified.to_dict("records"):
+            print(f"  {r['res']:>4} px  {r['arch_id']:<10}  {r['latency_ms']:>8.1f} ms  predicted "
+                  f"{_number(r[pred], target):>7}  measured {_number(r[f'{target}_measured'], target):>7}  "
+                  f"({r['extractor']})")
     print(f"\nwrote {out}/: pareto.csv, pareto.json, settings.json, points.csv, history.csv")
     print(f"report: {report}")
     return 0
@@ -157,11 +169,19 @@ def _print_fronts(result) -> None:
             print(f"  no subnet meets the budget at {res} px")
             continue
         run_col = steps > 1
+        pred, spread = quality_columns(result.target)
+        label = f"predicted {QUALITY_LABELS.get(result.target, result.target)}"
         print(f"  {'#':>3}  {'arch id':<10}  {'ms/step':>8}" + (f"  {'ms/run':>8}" if run_col else "")
-              + f"  {'predicted FVD':>15}  {'params M':>8}  {'GFLOPs':>7}  arch")
-        for k, r in enumerate(front.itertuples(index=False), 1):
-            print(f"  {k:>3}  {r.arch_id:<10}  {r.latency_ms:>8.1f}" + (f"  {r.latency_ms * steps:>8.0f}" if run_col
-                                                                       else "")
-                  + f"  {r.fvd_pred:>7.1f} ± {r.fvd_std:<5.1f}  {r.params / 1e6:>8.2f}  {r.gflops:>7.2f}  {r.summary}")
+              + f"  {label:>15}  {'params M':>8}  {'GFLOPs':>7}  arch")
+        for k, r in enumerate(front.to_dict("records"), 1):
+            ms = r["latency_ms"]
+            print(f"  {k:>3}  {r['arch_id']:<10}  {ms:>8.1f}" + (f"  {ms * steps:>8.0f}" if run_col else "")
+                  + f"  {_number(r[pred], result.target):>7} ± {_number(r[spread], result.target):<5}  {r['params'] / 1e6:>8.2f}  "
+                  f"{r['gflops']:>7.2f}  {r['summary']}")
     for note in result.notes:
         print(f"note: {note}")
+
+
+def _number(value: float, target: str) -> str:
+    """A predicted quality for the tables: FVD as ``123.4``, other targets (a loss ~0.05) to 4 significant digits."""
+    return f"{value:.1f}" if target == "fvd" else f"{value:.4g}"

@@ -11,7 +11,8 @@ The service answers the same questions as ``sned-search --json``, over the same
     SNED_TOKEN=secret sned serve --host 0.0.0.0  # any other address needs a token
     sned serve --ray --replicas 2                # the same app as a Ray Serve deployment
 
-Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``):
+Endpoints (OpenAPI schema at ``/openapi.json``; docs at ``/docs`` (Swagger UI) and ``/redoc``, whose
+scripts and styles the app serves itself from the ``fastapi-offline`` package, so they work offline):
 
 * ``GET /health``: liveness, plus counters (searches run, cache size); never needs a token.
 * ``GET /experiments``: the bundled experiments with their resolutions, latency tables (devices)
@@ -27,6 +28,9 @@ Safety: requests name experiments, devices and predictors by registered name onl
 the ones discovered in the experiments folder, never a path from a request. Bad input is a 4xx
 whose JSON body (:class:`ErrorBody`) names the field and the valid values; a search runs in a
 worker thread, so ``/health`` answers while it runs.
+
+Memory is bounded: finished answers, the archs of past fronts (``known_archs``), the arch-id
+indexes of enumerated spaces (``space_indexes``) and loaded predictors are each an LRU cache.
 """
 
 from __future__ import annotations
@@ -48,13 +52,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
+import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam  # pathlib.Path keeps the plain name
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
 from sned.search.objectives import DEFAULT_OBJECTIVES, DEFAULT_PREDICTORS, DEFAULT_TABLE, OBJECTIVES
@@ -71,6 +77,11 @@ PREDICTOR_GLOBS = ("predictor*.npz", "predictor*.json")
 ENUMERATE_LIMIT = 100_000  # /subnets enumerates spaces up to this many archs to find an unknown id
 MAX_POP, MAX_GENS, MAX_STEPS = 512, 1000, 1000  # schema bounds; the server also caps pop x gens x res
 DEFAULT_MAX_EVALUATIONS = 500_000  # per request, in evaluation units (see SearchService._check_cost)
+DEFAULT_CACHE_SIZE = 256  # finished search answers kept
+DEFAULT_KNOWN_ARCHS = 4096  # archs of past fronts kept for /subnets (a 64-member front per resolution: ~20 searches)
+DEFAULT_SPACE_INDEXES = 4  # arch-id indexes of enumerated spaces kept (each up to ENUMERATE_LIMIT rows)
+SEARCHES_PER_ARCH = 8  # requests remembered per known arch (the most recent; /subnets lists them)
+PREDICTORS_KEPT = 8  # loaded FilePredictors (table + predictor pairs) kept
 GENERATION_COST = 64  # an NSGA-II generation's fixed overhead, in evaluations
 CACHE_HEADER = "X-Sned-Cache"
 ObjectiveName = Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]  # generated from the registry
@@ -119,11 +130,16 @@ class ErrorBody(BaseModel):
 
 
 class FrontMember(BaseModel):
+    """A front member; the predicted quality is ``fvd_pred``/``fvd_std`` or, for a predictor fit on the
+    held-out loss (``target`` of the answer), ``loss_pred``/``loss_std``."""
+
     arch_id: str
     arch: dict[str, Any]
     latency_ms: float
-    fvd_pred: float
-    fvd_std: float
+    fvd_pred: float | None = None
+    fvd_std: float | None = None
+    loss_pred: float | None = None
+    loss_std: float | None = None
     params: int
     gflops: float
 
@@ -135,6 +151,8 @@ class SearchAnswer(BaseModel):
     space: str
     space_hash: str
     device: str
+    target: str = Field("fvd", description="what the accuracy predictor predicts: fvd or loss "
+                                           "(names the members' <target>_pred columns)")
     budget_ms: float | None
     steps: int
     objectives: list[str]
@@ -148,6 +166,8 @@ class Health(BaseModel):
     searches_run: int
     searches_in_flight: int
     cached: int
+    known_archs: int = Field(description="archs of past fronts kept for /subnets (bounded, LRU)")
+    space_indexes: int = Field(description="arch-id indexes of enumerated spaces kept (bounded, LRU)")
     uptime_s: float
 
 
@@ -313,7 +333,49 @@ class FileHashes:
         return digest
 
 
-# ----------------------------------------------------------------------------- the cache
+# ----------------------------------------------------------------------------- the caches
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    """A mapping bounded to ``size`` entries: putting one more drops the least recently used.
+
+    Not thread-safe on its own: :class:`SearchService` holds its lock around every call.
+
+    Args:
+        size: the most entries kept, >= 1.
+
+    Raises:
+        ValueError: ``size`` is not a positive integer.
+    """
+
+    def __init__(self, size: int):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"LRU size must be a positive integer, got {size!r}")
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get(self, key: K) -> V | None:
+        """The value of ``key`` (now the most recently used), or None."""
+        if key not in self._items:
+            return None
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key: K, value: V) -> None:
+        """Store ``value`` as the most recently used, dropping the least recently used past ``size``."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 class SearchCache:
@@ -366,9 +428,25 @@ class SearchCache:
 
 @dataclass
 class _KnownArch:
+    """An arch of a front this server returned, and the requests (by canonical JSON) whose front held it."""
+
     experiment: str
     arch: dict[str, Any]
-    searches: list[dict[str, Any]] = field(default_factory=list)
+    searches: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+
+    def add(self, key: str, request: dict[str, Any]) -> None:
+        self.searches[key] = request
+        self.searches.move_to_end(key)
+        while len(self.searches) > SEARCHES_PER_ARCH:
+            self.searches.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class _SpaceIndex:
+    """Every arch of an enumerable space (``space.enumerate()``) and each arch id's row in it."""
+
+    X: np.ndarray  # (n, n_genes) int
+    rows: dict[str, int]
 
 
 class SearchService:
@@ -380,19 +458,23 @@ class SearchService:
         max_searches: searches running at once (each uses one CPU core for numpy/pymoo).
         max_evaluations: the most NSGA-II evaluations one request may ask for (``pop x gens x
             resolutions``); bounds the work a single request can cost the server.
+        known_archs: archs of past fronts kept for ``/subnets`` (LRU); an evicted one is found
+            again by enumerating its space, where that space is small enough.
+        space_indexes: arch-id indexes of enumerated spaces kept (LRU); an evicted one is rebuilt.
     """
 
-    def __init__(self, registry: Registry, cache_size: int = 256, max_searches: int = 2,
-                 max_evaluations: int = DEFAULT_MAX_EVALUATIONS):
+    def __init__(self, registry: Registry, cache_size: int = DEFAULT_CACHE_SIZE, max_searches: int = 2,
+                 max_evaluations: int = DEFAULT_MAX_EVALUATIONS, known_archs: int = DEFAULT_KNOWN_ARCHS,
+                 space_indexes: int = DEFAULT_SPACE_INDEXES):
         self.registry = registry
         self.cache = SearchCache(cache_size)
         self.hashes = FileHashes()
         self.max_searches = max_searches
         self.max_evaluations = max_evaluations
         self._semaphore: asyncio.Semaphore | None = None  # made on the serving loop, not at import
-        self._predictors: OrderedDict[tuple, Any] = OrderedDict()
-        self._indexes: dict[str, dict[str, int]] = {}  # space hash -> arch id -> row of space.enumerate()
-        self._known: dict[str, _KnownArch] = {}
+        self._predictors: LRU[tuple, Any] = LRU(PREDICTORS_KEPT)
+        self._indexes: LRU[str, _SpaceIndex] = LRU(space_indexes)  # by space hash
+        self._known: LRU[str, _KnownArch] = LRU(known_archs)  # by arch id
         self._lock = threading.Lock()
         self.started = time.monotonic()
 
@@ -482,16 +564,22 @@ class SearchService:
             result = run_search(config, predictors, space=space, progress=False)
         except UserError as exc:
             message = str(exc)
-            # The engine's only UserError from valid inputs: no subnet at any resolution meets the budget.
-            raise RequestError(message, "budget_ms" if message.startswith("budget") else None) from None
+            # The engine's UserErrors from valid inputs: no subnet at any resolution meets the budget, or a
+            # quality objective the chosen predictor does not predict (loss with an FVD predictor).
+            where = ("budget_ms" if message.startswith("budget")
+                     else "objectives" if message.startswith("objective") else None)
+            raise RequestError(message, where) from None
         answer = result.to_json()
         request = req.model_dump(exclude_defaults=True)
+        request_key = json.dumps(request, sort_keys=True)
         with self._lock:
             for rows in answer["fronts"].values():
                 for row in rows:
-                    known = self._known.setdefault(row["arch_id"], _KnownArch(exp.name, row["arch"]))
-                    if request not in known.searches:
-                        known.searches.append(request)
+                    known = self._known.get(row["arch_id"])
+                    if known is None:
+                        known = _KnownArch(exp.name, row["arch"])
+                        self._known.put(row["arch_id"], known)
+                    known.add(request_key, request)
         return json.dumps(answer).encode()
 
     def _analytic(self, space: SearchSpace):
@@ -500,22 +588,20 @@ class SearchService:
         return AnalyticPredictors(space)
 
     def _file_predictors(self, exp: Experiment, space: SearchSpace, files: dict[str, Any]):
-        """A FilePredictors per (space, table, predictor) content, kept for the next request (8 at most)."""
+        """A FilePredictors per (space, table, predictor) content, kept for the next request (LRU)."""
         from sned.search.objectives import FilePredictors
 
         key = (space.hash, files["table_sha256"], files["predictor_sha256"])
         with self._lock:
-            if key in self._predictors:
-                self._predictors.move_to_end(key)
-                return self._predictors[key]
+            cached = self._predictors.get(key)
+        if cached is not None:
+            return cached
         try:
             predictors = FilePredictors(space, exp.tables[files["device"]], exp.predictors[files["predictor"]])
         except UserError as exc:  # a corrupt or foreign bundled file: the request named it
             raise RequestError(str(exc), "device", sorted(exp.tables)) from None
         with self._lock:
-            self._predictors[key] = predictors
-            while len(self._predictors) > 8:
-                self._predictors.popitem(last=False)
+            self._predictors.put(key, predictors)
         return predictors
 
     # -- GET /experiments
@@ -551,7 +637,7 @@ class SearchService:
         found_in = "search"
         if known is not None and experiment in (None, known.experiment) and known.experiment in experiments:
             exp = experiments[known.experiment]
-            arch, searches = known.arch, list(known.searches)
+            arch, searches = known.arch, list(known.searches.values())
         else:
             found_in, searches = "space", []
             exp, arch = self._enumerated(wanted, [experiments[experiment]] if experiment else list(experiments.values()))
@@ -592,13 +678,14 @@ class SearchService:
                 continue
             with self._lock:
                 index = self._indexes.get(space.hash)
-            if index is None:
+            if index is None:  # built outside the lock: /health and other lookups go on meanwhile
                 X = space.enumerate()
-                index = {arch_id(a): i for i, a in enumerate(space.decode(X))}
+                index = _SpaceIndex(X, {arch_id(a): i for i, a in enumerate(space.decode(X))})
                 with self._lock:
-                    self._indexes[space.hash] = index
-            if wanted in index:
-                return exp, space.decode(space.enumerate()[index[wanted]:index[wanted] + 1])[0]
+                    self._indexes.put(space.hash, index)
+            row = index.rows.get(wanted)
+            if row is not None:
+                return exp, space.decode(index.X[row:row + 1])[0]
         hint = (f" (too large to enumerate: {', '.join(skipped)}; run a search whose front holds it first)"
                 if skipped else "")
         raise RequestError(f"arch id {wanted!r} is in no search this server ran and in no enumerable space{hint}",
@@ -654,9 +741,13 @@ def _search_command(experiment: str, request: dict[str, Any], out: str) -> str:
 # ----------------------------------------------------------------------------- the app
 
 
-def create_app(*, root: str | Path | None = None, token: str | None = None, cache_size: int = 256,
-               max_searches: int = 2, max_evaluations: int = DEFAULT_MAX_EVALUATIONS) -> FastAPI:
+def create_app(*, root: str | Path | None = None, token: str | None = None, cache_size: int = DEFAULT_CACHE_SIZE,
+               max_searches: int = 2, max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
+               known_archs: int = DEFAULT_KNOWN_ARCHS, space_indexes: int = DEFAULT_SPACE_INDEXES) -> FastAPI:
     """The FastAPI app of ``sned serve`` (also what each Ray Serve replica builds).
+
+    ``/docs`` and ``/redoc`` load Swagger UI and ReDoc from the app itself (``fastapi-offline``'s
+    bundled files under ``/static-offline-docs``), never from a CDN.
 
     Args:
         root: the experiments folder (``*.yaml`` + ``<name>/`` artifacts); None: the installed bundle.
@@ -665,6 +756,8 @@ def create_app(*, root: str | Path | None = None, token: str | None = None, cach
         max_searches: searches running at once; more wait their turn.
         max_evaluations: the most work one request may ask for, in evaluations (see
             :meth:`SearchService._check_cost`); a larger request is a 422 naming ``gens`` or ``method``.
+        known_archs: archs of returned fronts kept for ``/subnets`` (LRU).
+        space_indexes: arch-id indexes of enumerated spaces kept for ``/subnets`` (LRU).
 
     Returns:
         The app; ``app.state.service`` is its :class:`SearchService`.
@@ -675,11 +768,14 @@ def create_app(*, root: str | Path | None = None, token: str | None = None, cach
         sned_version = version("sned")
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         sned_version = "0"
-    app = FastAPI(title="sned search service", version=sned_version,
-                  description="Pareto-optimal subnets of an elastic video-diffusion supernet under a latency "
-                              "budget: the HTTP form of `sned-search --json`.")
+    # FastAPIOffline: a plain FastAPI app whose docs pages load their assets from this server.
+    # validatorUrl None: Swagger UI would otherwise offer to send the schema to an online validator.
+    app = FastAPIOffline(title="sned search service", version=sned_version,
+                         description="Pareto-optimal subnets of an elastic video-diffusion supernet under a latency "
+                                     "budget: the HTTP form of `sned-search --json`.",
+                         swagger_ui_parameters={"validatorUrl": None})
     service = SearchService(Registry(root), cache_size=cache_size, max_searches=max_searches,
-                            max_evaluations=max_evaluations)
+                            max_evaluations=max_evaluations, known_archs=known_archs, space_indexes=space_indexes)
     app.state.service = service
 
     if token:
@@ -748,7 +844,8 @@ def create_app(*, root: str | Path | None = None, token: str | None = None, cach
     @app.get("/health", response_model=Health, summary="liveness and counters (no token needed)")
     async def health() -> Health:
         return Health(status="ok", searches_run=service.cache.searches_run, searches_in_flight=service.cache.in_flight,
-                      cached=len(service.cache), uptime_s=time.monotonic() - service.started)
+                      cached=len(service.cache), known_archs=len(service._known),
+                      space_indexes=len(service._indexes), uptime_s=time.monotonic() - service.started)
 
     @app.get("/experiments", response_model=Experiments, summary="registered experiments, devices, predictors")
     async def experiments() -> Experiments:
@@ -800,7 +897,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None,
                         help="require 'Authorization: Bearer TOKEN' on every request but /health "
                              "(default: $SNED_TOKEN, preferable: a command line is visible to other users)")
-    parser.add_argument("--cache-size", default=256, type=int, help="search answers kept (default: 256)")
+    parser.add_argument("--cache-size", default=DEFAULT_CACHE_SIZE, type=int,
+                        help=f"search answers kept (default: {DEFAULT_CACHE_SIZE})")
+    parser.add_argument("--known-archs", default=DEFAULT_KNOWN_ARCHS, type=int,
+                        help=f"archs of returned fronts kept for /subnets (default: {DEFAULT_KNOWN_ARCHS})")
+    parser.add_argument("--space-indexes", default=DEFAULT_SPACE_INDEXES, type=int,
+                        help=f"arch-id indexes of enumerated spaces kept for /subnets (default: {DEFAULT_SPACE_INDEXES})")
     parser.add_argument("--max-searches", default=2, type=int, help="searches running at once (default: 2)")
     parser.add_argument("--max-evaluations", default=DEFAULT_MAX_EVALUATIONS, type=int,
                         help=f"the most work one request may ask for, in evaluations: the arch count per "
@@ -830,7 +932,7 @@ def run(args: argparse.Namespace) -> int:
                         f"(--token TOKEN or SNED_TOKEN); clients then send 'Authorization: Bearer TOKEN'")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: expected 0-65535")
-    for name in ("cache_size", "max_searches", "max_evaluations", "replicas"):
+    for name in ("cache_size", "known_archs", "space_indexes", "max_searches", "max_evaluations", "replicas"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected an integer >= 1")
     Registry().experiments()  # fail early (exit 2) if the bundle is missing, before binding a port
@@ -842,15 +944,17 @@ def run(args: argparse.Namespace) -> int:
         from sned.search.serve_ray import deploy
 
         deploy(host=args.host, port=args.port, token=token, address=args.address, replicas=args.replicas,
-               cache_size=args.cache_size, max_searches=args.max_searches, max_evaluations=args.max_evaluations)
+               cache_size=args.cache_size, max_searches=args.max_searches, max_evaluations=args.max_evaluations,
+               known_archs=args.known_archs, space_indexes=args.space_indexes)
         return 0
     import uvicorn
 
     uvicorn.run(create_app(token=token, cache_size=args.cache_size, max_searches=args.max_searches,
-                           max_evaluations=args.max_evaluations),
+                           max_evaluations=args.max_evaluations, known_archs=args.known_archs,
+                           space_indexes=args.space_indexes),
                 host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
-__all__ = ["ErrorBody", "Experiment", "Registry", "SearchAnswer", "SearchCache", "SearchRequest", "SearchService",
+__all__ = ["LRU", "ErrorBody", "Experiment", "Registry", "SearchAnswer", "SearchCache", "SearchRequest", "SearchService",
            "SubnetInfo", "add_arguments", "create_app", "is_loopback", "run"]

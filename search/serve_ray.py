@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, address: str | None = None,
-           replicas: int = 1, cache_size: int = 256, max_searches: int = 2, max_evaluations: int | None = None,
-           root: str | Path | None = None, blocking: bool = True) -> None:
+           replicas: int = 1, cache_size: int | None = None, max_searches: int = 2, max_evaluations: int | None = None,
+           known_archs: int | None = None, space_indexes: int | None = None, root: str | Path | None = None,
+           blocking: bool = True) -> None:
     """Start (or join) Ray, start Serve's HTTP proxy on ``host:port`` and deploy the app.
 
     Args:
@@ -28,8 +29,8 @@ def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = Non
         token: passed to every replica's app (``Authorization: Bearer``).
         address: a Ray cluster address (``auto``, ``ray://host:10001``); None starts Ray locally.
         replicas: Serve replicas of the deployment.
-        cache_size, max_searches, max_evaluations: per replica, as in :func:`~sned.search.serve.create_app`
-            (None: its default).
+        cache_size, max_searches, max_evaluations, known_archs, space_indexes: per replica, as in
+            :func:`~sned.search.serve.create_app` (None: its default).
         root: the experiments folder; None: the installed bundle (it must exist on every node).
         blocking: wait until interrupted (the CLI); False returns once the app is running (tests).
     """
@@ -42,13 +43,15 @@ def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = Non
         # "local": a fresh instance of our own, never a cluster some other job on this machine started.
         ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
     serve.start(http_options={"host": host, "port": port})
-    limits = {} if max_evaluations is None else {"max_evaluations": max_evaluations}
+    limits = {name: value for name, value in (("cache_size", cache_size), ("max_evaluations", max_evaluations),
+                                              ("known_archs", known_archs), ("space_indexes", space_indexes))
+              if value is not None}
     folder = None if root is None else str(root)
 
     # A plain function (Serve tells a builder from an ASGI app by inspect.isfunction, so no partial):
     # each replica calls it once and serves its own app.
     def build_app():
-        return create_app(root=folder, token=token, cache_size=cache_size, max_searches=max_searches, **limits)
+        return create_app(root=folder, token=token, max_searches=max_searches, **limits)
 
     @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": 1})
     @serve.ingress(build_app)

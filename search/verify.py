@@ -1,9 +1,10 @@
-"""``sned-search --verify K``: measure the real sampled FVD of K members of each front.
+"""``sned-search --verify K``: measure the real sampled FVD and held-out loss of K members of each front.
 
 The members are spread evenly along each front's latency range (its fastest and slowest always
 among them). Their videos are generated and scored by the same Ray Tune trials as ``sned
 evaluate`` (common random numbers, the same real set), into ``RUN/verify.parquet``; the
-predicted-vs-measured table goes to ``RUN/verify.csv``, which the report plots. Torch and Ray load
+predicted-vs-measured table goes to ``RUN/verify.csv`` (``<target>_pred``, ``<target>_std`` beside
+``fvd_measured``, ``kvd_measured`` and ``loss_measured``), which the report plots. Torch and Ray load
 only when a verification runs.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sned.search.objectives import quality_columns
 from sned.search.output import write_atomic
 from sned.supernet.errors import UserError
 
@@ -33,8 +35,12 @@ def pick_members(front: pd.DataFrame, k: int) -> pd.DataFrame:
 
 def verify_run(run_dir: str | Path, fronts: dict[int, pd.DataFrame], experiment: str, k: int, checkpoint: str,
                data: str, *, seed: int = 0, address: str | None = None, i3d: str | None = None,
-               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, progress: bool = True) -> pd.DataFrame:
-    """Measure K members per front; write ``verify.parquet`` and ``verify.csv`` into the run folder."""
+               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, progress: bool = True,
+               target: str = "fvd") -> pd.DataFrame:
+    """Measure K members per front; write ``verify.parquet`` and ``verify.csv`` into the run folder.
+
+    ``target`` is what the fronts' predictor predicted (their ``<target>_pred`` column).
+    """
     from sned.predictors.evaluate import EvaluateConfig, evaluate
 
     run_dir = Path(run_dir)
@@ -47,9 +53,10 @@ def verify_run(run_dir: str | Path, fronts: dict[int, pd.DataFrame], experiment:
                             resolutions=tuple(archs), archs=archs, n_subnets=max(len(v) for v in archs.values()),
                             seed=seed, i3d=i3d, address=address, cpus_per_trial=cpus_per_trial,
                             gpus_per_trial=gpus_per_trial, resume=table.exists(), progress=progress))
-    measured = pd.read_parquet(table)[["arch_id", "res", "fvd", "kvd", "extractor"]]
-    rows = pd.concat(picked.values(), ignore_index=True)[["arch_id", "res", "latency_ms", "fvd_pred", "fvd_std"]]
-    merged = rows.merge(measured.rename(columns={"fvd": "fvd_measured", "kvd": "kvd_measured"}),
-                        on=["arch_id", "res"], how="left")
+    measured = pd.read_parquet(table)
+    scores = [c for c in dict.fromkeys(("fvd", "kvd", "loss", target)) if c in measured.columns]
+    measured = measured[["arch_id", "res", *scores, "extractor"]].rename(columns={c: f"{c}_measured" for c in scores})
+    rows = pd.concat(picked.values(), ignore_index=True)[["arch_id", "res", "latency_ms", *quality_columns(target)]]
+    merged = rows.merge(measured, on=["arch_id", "res"], how="left")
     write_atomic(run_dir / VERIFY_CSV, merged.to_csv(index=False))
     return merged

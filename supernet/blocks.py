@@ -247,15 +247,35 @@ class Head(ElasticBlock):
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal features of the timestep, then Linear-SiLU-Linear (shared by every subnet)."""
+    """Sinusoidal features of the timestep, then Linear-SiLU-Linear (shared by every subnet).
 
-    def __init__(self, dim: int, max_period: float = 10_000.0):
+    With ``classes > 0`` a class embedding is added to the result (as in ADM and DiT), so every
+    block that reads the timestep embedding also reads the class. Row ``classes`` of the table is
+    the null label: the unconditional model that classifier-free guidance contrasts against
+    (training drops labels to it at random).
+    """
+
+    def __init__(self, dim: int, max_period: float = 10_000.0, classes: int = 0):
         super().__init__()
-        self.dim, self.max_period = dim, max_period
+        self.dim, self.max_period, self.classes = dim, max_period, classes
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.label = nn.Embedding(classes + 1, dim) if classes else None
+        if self.label is not None:
+            nn.init.normal_(self.label.weight, std=0.02)
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``(b, dim)`` for timesteps ``t`` ``(b,)`` and class indices ``labels`` ``(b,)`` (None: all null)."""
         half = self.dim // 2
         freqs = torch.exp(-torch.log(torch.tensor(self.max_period)) * torch.arange(half, device=t.device) / half)
         angles = t.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(self.mlp[0].weight.dtype))
+        emb = self.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(self.mlp[0].weight.dtype))
+        if self.label is None:
+            if labels is not None:
+                raise ValueError("this network is unconditional (space.classes = 0); pass no labels")
+            return emb
+        if labels is None:
+            labels = torch.full((len(t),), self.classes, dtype=torch.long, device=t.device)
+        elif labels.shape != t.shape:
+            raise ValueError(f"labels must be (b,) class indices in [0, {self.classes}] ({self.classes}: none), "
+                             f"got shape {tuple(labels.shape)} for {len(t)} timesteps")
+        return emb + self.label(labels)

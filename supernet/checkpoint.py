@@ -174,7 +174,7 @@ def bundle_weights(ckpt: str | Path, out: str | Path, dtype: str = "fp16",
         save_file({f"ema.{k}": v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS),
                   metadata={"format": FORMAT, "dtype": dtype})
         keep = ("experiment", "space", "space_hash", "config", "sample_config", "sampler", "seed", "world_size",
-                "total_steps", "torch_version")
+                "total_steps", "torch_version", "class_names")
         payload = {"format": FORMAT, "version": VERSION, "step": int(state["step"]),
                    **{k: state[k] for k in keep if k in state}, "weights_only": True, "dtype": dtype,
                    "source_sha256": state["files"][WEIGHTS], "provenance": dict(provenance or {}),
@@ -330,7 +330,8 @@ def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: st
     net = net.to(device).eval()
     info = {"path": str(ckpt), "step": int(state["step"]), "experiment": state["experiment"],
             "space_hash": state["space_hash"], "sha256": state["files"][WEIGHTS], "ema": bool(ema),
-            "config": state.get("config", {}), "sample_config": state.get("sample_config", {}), "sampler": state.get("sampler", {}), "seed": state.get("seed")}
+            "config": state.get("config", {}), "sample_config": state.get("sample_config", {}),
+            "sampler": state.get("sampler", {}), "seed": state.get("seed"), "class_names": state.get("class_names", [])}
     return net, info
 
 

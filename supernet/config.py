@@ -55,6 +55,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_start: int = 0  # steps before the EMA starts tracking (it copies the weights until then)
     prediction: Literal["v", "eps", "x0"] = "v"
+    label_dropout: float = 0.1  # class-conditional spaces: share of labels replaced by the null label (guidance)
     sampler: SamplerKind = "dynamic"  # "uniform": every gene uniform; "dynamic": cost buckets
     cost: CostKind = "flops"  # what the dynamic sampler buckets by
     buckets: int = 8  # cost buckets (quantiles) per resolution
@@ -82,6 +83,7 @@ class SampleConfig:
     batch_size: int = 8  # videos per forward
     fps: int = 8  # frame rate of the written videos
     use_ema: bool = True  # sample with the EMA weights
+    guidance: float = 1.0  # classifier-free guidance scale of a class-conditional space (1: none)
 
 
 def _type_name(tp: Any) -> str:
@@ -158,6 +160,8 @@ def _check(cfg: Any, where: str) -> None:
             raise UserError(f"{where}.max_batch = {cfg.max_batch} is below base_batch = {cfg.base_batch}")
         if not 0 <= cfg.ema_decay < 1:
             raise UserError(f"{where}.ema_decay = {cfg.ema_decay}: expected 0 <= ema_decay < 1")
+        if not 0 <= cfg.label_dropout < 1:
+            raise UserError(f"{where}.label_dropout = {cfg.label_dropout}: expected 0 <= label_dropout < 1")
         if not all(0 <= b < 1 for b in cfg.adam_betas):
             raise UserError(f"{where}.adam_betas = {list(cfg.adam_betas)}: expected two numbers in [0, 1)")
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from sned.supernet.errors import UserError
 from sned.supernet.files import write_json_atomic
-from sned.supernet.video_io import VIDEO_SUFFIXES, list_videos, read_frames, write_video
+from sned.supernet.video_io import VIDEO_SUFFIXES, count_frames, list_videos, read_frames, write_video
 
 if TYPE_CHECKING:  # only for annotations; torch is imported lazily at run time
     import torch
@@ -388,19 +388,6 @@ def resize_clips(clips: torch.Tensor, size: int) -> torch.Tensor:
     return rearrange(frames, "(b f) c h w -> b c f h w", b=batch).contiguous()
 
 
-def _frame_count(path: Path) -> int | None:
-    """Frames of a video as decord sees them, or None when decord cannot open it."""
-    import decord
-
-    try:
-        reader = decord.VideoReader(str(path), num_threads=1)
-        count = len(reader)
-        del reader  # never keep a parent-process reader around: forked workers would hang on it
-        return count
-    except (decord.DECORDError, RuntimeError, OSError, ValueError):  # opening errors are RuntimeErrors
-        return None
-
-
 def _examples(paths: list[Path], root: Path, limit: int = 3) -> str:
     names = [str(p.relative_to(root)) for p in paths[:limit]]
     return ", ".join(names) + (", ..." if len(paths) > limit else "")
@@ -419,6 +406,10 @@ class VideoClipDataset:
     :attr:`epoch` (see :meth:`set_epoch`); ``dataset[(i, epoch)]`` names the epoch explicitly
     (what :func:`infinite_loader` does). Frames are resized on their short side to ``size``
     (antialiased) and centre-cropped.
+
+    Videos in class folders (``root/<class>/...``, as UCF-101 and ``sned data synth`` lay them out)
+    are labelled: :attr:`class_names` holds the sorted folder names and :attr:`labels` each
+    video's index into them; with any video directly under ``root`` both are empty.
 
     Construction lists the videos (recursively, any of ``VIDEO_SUFFIXES``) and opens each once
     with decord to count its frames; unreadable videos and videos shorter than
@@ -461,7 +452,7 @@ class VideoClipDataset:
         self.paths: list[Path] = []
         self.frame_counts: list[int] = []
         for path in tqdm(files, desc="scanning videos", unit="video", disable=len(files) < 500):
-            count = _frame_count(path)
+            count = count_frames(path)
             if count is None:
                 unreadable.append(path)
             elif count < self.clip_span:
@@ -480,6 +471,11 @@ class VideoClipDataset:
         if reasons:
             logger.warning("skipped %d of %d videos under %s: %s", len(files) - len(self.paths), len(files),
                            self.root, "; ".join(reasons))
+        folders = [p.relative_to(self.root).parts[0] if len(p.relative_to(self.root).parts) > 1 else None
+                   for p in self.paths]
+        labelled = all(folder is not None for folder in folders)
+        self.class_names: tuple[str, ...] = tuple(sorted(set(folders))) if labelled else ()  # type: ignore[arg-type]
+        self.labels: list[int] = [self.class_names.index(f) for f in folders] if labelled else []
 
     @property
     def clip_span(self) -> int:
@@ -530,6 +526,7 @@ class VideoClipDataset:
         view = copy.copy(self)
         view.paths = [self.paths[i] for i in indices]
         view.frame_counts = [self.frame_counts[i] for i in indices]
+        view.labels = [self.labels[i] for i in indices] if self.labels else []
         return view
 
     def __repr__(self) -> str:

@@ -85,7 +85,7 @@ class Supernet(nn.Module):
         self.space = space
         spec = space.spec
         self.max_depths = tuple(max(st.depths) for st in spec.stages)
-        self.time_embed = TimeEmbedding(spec.time_embed_dim)
+        self.time_embed = TimeEmbedding(spec.time_embed_dim, classes=spec.classes)
         blocks: dict[str, nn.Module] = {}
         data = spec.unet_channels
         for slot in space.slots(space.largest(space.resolutions[-1])):
@@ -140,10 +140,13 @@ class Supernet(nn.Module):
 
     # ------------------------------------------------------------------ forward, extract, bind
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, arch: Arch, use_temporal: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, arch: Arch, use_temporal: bool = True,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the diffusion target for ``x`` ``(b, c, f, h, w)`` at timesteps ``t`` ``(b,)`` with ``arch``.
 
         ``use_temporal=False`` skips the temporal layers (frames become independent images).
+        ``labels`` ``(b,)``: class indices of a class-conditional space (``space.spec.classes`` or
+        None: the null label, i.e. unconditional).
         """
         self.check_input(x, arch)
         plan = self.plan(arch)
@@ -152,13 +155,14 @@ class Supernet(nn.Module):
             spec = plan.get(name)
             return None if spec is None else functools.partial(self.blocks[_key(name)], spec=spec)
 
-        return unet_forward(block, x, self.time_embed(t), self.max_depths, use_temporal)
+        return unet_forward(block, x, self.time_embed(t, labels), self.max_depths, use_temporal)
 
     def extract(self, arch: Arch) -> SubnetUNet:
         """A plain static module with copies of ``arch``'s weights; ``extract(arch)(x, t) == net(x, t, arch)``."""
         plan = self.plan(arch)
         blocks = {_key(name): self.blocks[_key(name)].extract(spec) for name, spec in plan.items()}
-        time_embed = TimeEmbedding(self.space.spec.time_embed_dim).to(next(self.parameters()).device)
+        spec = self.space.spec
+        time_embed = TimeEmbedding(spec.time_embed_dim, classes=spec.classes).to(next(self.parameters()).device)
         time_embed.load_state_dict(self.time_embed.state_dict())
         return SubnetUNet(self.space.validate(arch), blocks, time_embed, self.max_depths)
 
@@ -168,7 +172,7 @@ class Supernet(nn.Module):
 
 
 class SubnetUNet(nn.Module):
-    """A static subnet: only the active blocks, each a plain module; ``forward(x, t)``."""
+    """A static subnet: only the active blocks, each a plain module; ``forward(x, t[, labels=...])``."""
 
     def __init__(self, arch: Arch, blocks: Mapping[str, nn.Module], time_embed: TimeEmbedding,
                  max_depths: tuple[int, ...]):
@@ -178,12 +182,13 @@ class SubnetUNet(nn.Module):
         self.time_embed = time_embed
         self.blocks = nn.ModuleDict(dict(blocks))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, use_temporal: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, use_temporal: bool = True,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
         def block(name: str) -> nn.Module | None:
             key = _key(name)
             return self.blocks[key] if key in self.blocks else None
 
-        return unet_forward(block, x, self.time_embed(t), self.max_depths, use_temporal)
+        return unet_forward(block, x, self.time_embed(t, labels), self.max_depths, use_temporal)
 
 
 class BoundSubnet(nn.Module):
@@ -194,5 +199,6 @@ class BoundSubnet(nn.Module):
         self.supernet = supernet
         self.arch = arch
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, use_temporal: bool = True) -> torch.Tensor:
-        return self.supernet(x, t, self.arch, use_temporal)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, use_temporal: bool = True,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.supernet(x, t, self.arch, use_temporal, labels)

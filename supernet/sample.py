@@ -38,7 +38,7 @@ def video_generators(seed: int, n: int) -> list[torch.Generator]:
 @torch.no_grad()
 def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, eta: float = 0.0,
              batch_size: int = 8, device: str | torch.device = "cpu", prediction: str = "v",
-             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+             dtype: torch.dtype = torch.float32, labels: Any = None, guidance: float = 1.0) -> torch.Tensor:
     """Generate ``n`` videos with DDIM from subnet ``arch`` of a supernet.
 
     Args:
@@ -52,6 +52,12 @@ def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, et
         device: where the network runs (it is moved there).
         prediction: what the network predicts, ``"v"`` or ``"eps"`` (a checkpoint's ``config``).
         dtype: autocast dtype on CUDA (``torch.bfloat16`` for speed); float32 runs without autocast.
+        labels: class-conditional spaces only: video ``i``'s class index (``n`` of them, in
+            ``[0, classes]``; ``classes`` is the null label, i.e. unconditional). Default: the
+            classes in turn (video ``i`` gets class ``i % classes``), so every class is sampled.
+        guidance: classifier-free guidance scale ``w``: the prediction is
+            ``uncond + w * (cond - uncond)`` (Ho & Salimans 2022); 1 is the plain conditional model
+            (one forward per step), anything else costs a second forward (batched with the first).
 
     Returns:
         ``(n, c, f, h, w)`` float32 on the CPU, in [-1, 1].
@@ -69,13 +75,29 @@ def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, et
     diffusion = GaussianDiffusion(prediction)  # type: ignore[arg-type]
     generators = video_generators(seed, n)
     autocast = dtype != torch.float32 and device.type == "cuda"
+    classes = spec.classes
+    if not classes:
+        if labels is not None:
+            raise ValueError("labels given, but this network is unconditional (space.classes = 0)")
+    else:
+        labels = torch.arange(n) % classes if labels is None else torch.as_tensor(labels, dtype=torch.long)
+        if labels.shape != (n,) or int(labels.min()) < 0 or int(labels.max()) > classes:
+            raise ValueError(f"need {n} labels in [0, {classes}], got {labels.tolist()}")
+        labels = labels.to(device)
 
-    def model(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def model(z: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         with torch.autocast(device.type, dtype=dtype, enabled=autocast):
-            return net(z, t, arch)
+            if y is None or guidance == 1.0:
+                return net(z, t, arch, labels=y).float()
+            both = net(torch.cat([z, z]), torch.cat([t, t]), arch, labels=torch.cat([y, torch.full_like(y, classes)]))
+        cond, uncond = both.float().chunk(2)
+        return uncond + guidance * (cond - uncond)
 
-    videos = [diffusion.ddim_sample(model, shape, steps, generators[i: i + batch_size], eta=eta, device=device).cpu()
-              for i in range(0, n, batch_size)]
+    videos = []
+    for i in range(0, n, batch_size):
+        y = None if labels is None else labels[i: i + batch_size]
+        videos.append(diffusion.ddim_sample(lambda z, t, y=y: model(z, t, y), shape, steps,
+                                            generators[i: i + batch_size], eta=eta, device=device).cpu())
     return torch.cat(videos)
 
 
@@ -129,6 +151,27 @@ def write_samples(videos: torch.Tensor, out: str | Path, fps: int = 8, meta: dic
     return paths
 
 
+def class_labels(classes: int, class_names: list[str], n: int, wanted: str | None = None
+                 ) -> tuple[Any, list[str]]:
+    """The labels of ``n`` videos and their class names: ``wanted`` for all, else every class in turn.
+
+    Raises:
+        UserError: ``wanted`` for an unconditional network, or a class the checkpoint does not have.
+    """
+    if not classes:
+        if wanted is not None:
+            raise UserError("--class: this checkpoint is unconditional (space.classes = 0)")
+        return None, []
+    names = list(class_names) or [str(i) for i in range(classes)]
+    if wanted is None:
+        labels = [i % classes for i in range(n)]
+    elif wanted in names:
+        labels = [names.index(wanted)] * n
+    else:
+        raise UserError(f"--class {wanted!r}: not a class of this checkpoint; valid: {', '.join(names)}")
+    return labels, [names[i] for i in labels]
+
+
 def _parse_arch(text: str) -> Any:
     path = Path(text)
     try:
@@ -149,6 +192,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, help="number of videos (default: the experiment's sample.n)")
     parser.add_argument("--steps", type=int, help="DDIM steps (default: the experiment's sample.steps)")
     parser.add_argument("--eta", type=float, help="DDIM eta (default: sample.eta, usually 0)")
+    parser.add_argument("--class", dest="label", metavar="NAME",
+                        help="class-conditional checkpoints: sample only this class (default: every class in turn)")
+    parser.add_argument("--guidance", type=float,
+                        help="classifier-free guidance scale (default: sample.guidance; 1: none)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (common random numbers; default 0)")
     parser.add_argument("--batch-size", type=int, help="videos per forward (default: sample.batch_size)")
     parser.add_argument("--out", required=True, help="output folder for the videos")
@@ -170,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         info = {"path": str(args.checkpoint), "sha256": config["checkpoint"]["sha256"],
                 "step": config["checkpoint"]["step"], "experiment": config["experiment"],
                 "ema": config["checkpoint"]["ema"], "config": {"prediction": config["prediction"]},
-                "sample_config": config.get("sample")}
+                "sample_config": config.get("sample"), "class_names": config.get("class_names", [])}
         if not (args.arch or args.largest or args.smallest):
             args.arch = json.dumps(net.arch)
     else:
@@ -196,15 +243,20 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{name} {value}: expected >= 1")
     if eta < 0:
         raise UserError(f"--eta {eta}: expected >= 0")
+    guidance = defaults.guidance if args.guidance is None else args.guidance
+    labels, names = class_labels(space.spec.classes, info.get("class_names") or [], n, args.label)
+    if not space.spec.classes and args.guidance is not None:
+        raise UserError("--guidance: this checkpoint is unconditional (space.classes = 0)")
     prediction = info["config"].get("prediction", "v")
     videos = generate(net, arch, n, steps, args.seed, eta=eta, batch_size=args.batch_size or defaults.batch_size,
-                      device=device, prediction=prediction)
+                      device=device, prediction=prediction, labels=labels, guidance=guidance)
     meta = {"checkpoint": info["path"], "checkpoint_sha256": info["sha256"], "step": info["step"],
             "experiment": info["experiment"], "ema": info["ema"], "arch": arch, "arch_id": arch_id(arch),
-            "seed": args.seed, "steps": steps, "eta": eta, "n": n}
+            "seed": args.seed, "steps": steps, "eta": eta, "n": n,
+            **({"guidance": guidance, "classes": names} if space.spec.classes else {})}
     paths = write_samples(videos, args.out, fps=defaults.fps, meta=meta)
     print(f"{len(paths)} videos of {arch_summary(arch)} (arch {arch_id(arch)}, {steps} DDIM steps) -> {args.out}")
     return 0
 
 
-__all__ = ["add_arguments", "generate", "run", "to_uint8", "video_generators", "write_samples"]
+__all__ = ["add_arguments", "class_labels", "generate", "run", "to_uint8", "video_generators", "write_samples"]

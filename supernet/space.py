@@ -81,6 +81,7 @@ class SpaceSpec:
     head_dim: int = 32  # attention head size; heads = width / head_dim
     pixel_channels: int = 0  # width of the head's full-resolution pixel path (0: none); see blocks.Head
     time_embed_dim: int = 128  # width of the timestep MLP (fixed part)
+    classes: int = 0  # class labels of a class-conditional UNet (0: unconditional); see blocks.TimeEmbedding
     latent: LatentSpec | None = None
     name: str = "space"
 
@@ -174,6 +175,7 @@ def parse_space_spec(section: Mapping, name: str = "space") -> SpaceSpec:
         head_dim=head_dim,
         pixel_channels=_non_negative_int(section, "pixel_channels", "space", 0),
         time_embed_dim=_positive_int(section, "time_embed_dim", "space", 128),
+        classes=_non_negative_int(section, "classes", "space", 0),
         latent=latent,
         name=str(section.get("name", name)),
     )
@@ -256,7 +258,10 @@ class SearchSpace:
     # ------------------------------------------------------------------ identity
 
     def to_dict(self) -> dict:
-        return asdict(self.spec)
+        spec = asdict(self.spec)
+        if not spec["classes"]:  # unconditional spaces keep the hash they had before labels existed
+            del spec["classes"]
+        return spec
 
     @property
     def hash(self) -> str:
@@ -527,7 +532,11 @@ class SearchSpace:
     # ------------------------------------------------------------------ analytic cost
 
     def fixed_params(self) -> int:
-        """Parameters of the parts every subnet shares: the timestep MLP."""
+        """Parameters of the parts every subnet shares: the timestep MLP and the class embedding."""
+        classes, T = self.spec.classes, self.spec.time_embed_dim
+        return self._time_mlp_params() + ((classes + 1) * T if classes else 0)  # + the null label's row
+
+    def _time_mlp_params(self) -> int:
         T = self.spec.time_embed_dim  # sinusoidal features -> Linear(T, T) -> SiLU -> Linear(T, T)
         return 2 * (T * T + T)
 
@@ -536,7 +545,7 @@ class SearchSpace:
         X = self._as_matrix(archs)
         temb = self.spec.time_embed_dim
         params = np.full(len(X), self.fixed_params(), dtype=np.int64)
-        flops = np.full(len(X), 2.0 * self.fixed_params(), dtype=np.float64)  # timestep MLP: MACs = params
+        flops = np.full(len(X), 2.0 * self._time_mlp_params(), dtype=np.float64)  # MLP MACs = params; a lookup is free
         for slot in self.slots(X):
             params += np.where(slot.active, _slot_params(slot, temb), 0)
             flops += np.where(slot.active, 2.0 * _slot_macs(slot, temb), 0.0)

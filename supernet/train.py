@@ -176,6 +176,16 @@ class EMA:
             mine.copy_(theirs)
 
 
+def drop_labels(labels: torch.Tensor, classes: int, dropout: float, seed: int) -> torch.Tensor | None:
+    """A batch's class labels for the network: None for an unconditional space, else each label
+    replaced by the null label ``classes`` with probability ``dropout`` (classifier-free guidance
+    trains the conditional and the unconditional model at once)."""
+    if not classes:
+        return None
+    drop = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < dropout
+    return torch.where(drop, torch.full_like(labels, classes), labels)
+
+
 def all_reduce_gradients(params: Sequence[torch.nn.Parameter], world_size: int) -> None:
     """Average the existing gradients over ranks as one flat buffer.
 
@@ -200,7 +210,7 @@ def all_reduce_gradients(params: Sequence[torch.nn.Parameter], world_size: int) 
 
 
 class _MultiResClips:
-    """Clips at any of the space's resolutions: key ``(index, epoch, res)`` (one folder scan for all)."""
+    """Clips (and labels) at any of the space's resolutions: key ``(index, epoch, res)`` (one folder scan for all)."""
 
     def __init__(self, dataset: Any, resolutions: Sequence[int]):
         self.by_res = {}
@@ -213,9 +223,11 @@ class _MultiResClips:
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, key: tuple[int, int, int]) -> torch.Tensor:
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int]:
+        """The clip and its class index (-1 for unlabelled videos)."""
         index, epoch, res = key
-        return self.by_res[res][(index, epoch)]
+        view = self.by_res[res]
+        return view[(index, epoch)], view.labels[index] if view.labels else -1
 
 
 class _StepBatches:
@@ -365,6 +377,12 @@ def prepare(settings: TrainSettings) -> _Plan:
     # Scanned once here, at the largest resolution; an empty or unreadable folder fails here.
     dataset = VideoClipDataset(data, frames=space.frames, size=max(space.resolutions), stride=cfg.frame_stride,
                                seed=seed, cache=cfg.cache_videos)
+    classes = space.spec.classes
+    if classes and len(dataset.class_names) != classes:
+        found_classes = (f"{len(dataset.class_names)} class folders ({', '.join(dataset.class_names)})"
+                         if dataset.class_names else "videos outside class folders")
+        raise UserError(f"experiment {space.name!r} is class-conditional with space.classes = {classes}, but --data "
+                        f"{data} has {found_classes}; use {classes} folders <data>/<class>/*.mp4, or space.classes: 0")
     train_index, val_index = split_held_out(len(dataset), cfg.val_videos)
     val_dataset = dataset.subset(val_index) if val_index else None
     if cfg.val_videos and not val_index:
@@ -420,7 +438,8 @@ class _Validation:
             view = copy.copy(plan.val_dataset)
             view.size = int(res)
             clips = torch.stack([view.clip(i, epoch=0) for i in range(len(view))])
-            self.held[res] = make_held_out(clips, res, plan.seed)
+            labels = torch.tensor(view.labels) if self.space.spec.classes else None  # conditional: the true class
+            self.held[res] = make_held_out(clips, res, plan.seed, labels=labels)
         path = out / VALIDATION_FILE
         _truncate_metrics(path, start, VALIDATION_FIELDS)
         stored: dict[int, dict[str, dict[int, float]]] = {}
@@ -453,8 +472,8 @@ class _Validation:
         parts = []
         for res, held in self.held.items():
             for name, arch in (("largest", self.space.largest(res)), ("smallest", self.space.smallest(res))):
-                losses = held_out_loss(lambda z, t, a=arch: model(z, t, a, use_temporal), held, self.diffusion,
-                                       device=self.device)
+                losses = held_out_loss(lambda z, t, y=None, a=arch: model(z, t, a, use_temporal, y), held,
+                                       self.diffusion, device=self.device)
                 self.csv.writerows({"step": step, "res": res, "subnet": name, "t": t, "loss": repr(v)}
                                    for t, v in losses.items())
                 for t, v in losses.items():
@@ -556,7 +575,8 @@ def train_loop(plan: _Plan, rank: int = 0, world_size: int = 1, device: torch.de
         if is_main:
             path = save_checkpoint(out, step, net, ema.shadow, optimizer, {
                 "experiment": space.name, "space": space.to_dict(), "space_hash": space.hash,
-                "config": config_to_dict(cfg), "sample_config": config_to_dict(plan.sample_cfg), "seed": seed, "sampler": sampler.state_dict(),
+                "config": config_to_dict(cfg), "sample_config": config_to_dict(plan.sample_cfg), "seed": seed,
+                "sampler": sampler.state_dict(), "class_names": list(plan.dataset.class_names) if space.spec.classes else [],
                 "data": {"position": position, "root": str(Path(settings.data).resolve())},
                 "world_size": world_size, "total_steps": total}, keep=cfg.keep_checkpoints)
             metrics_file.flush()
@@ -575,7 +595,10 @@ def train_loop(plan: _Plan, rank: int = 0, world_size: int = 1, device: torch.de
         for step in range(start, stop):
             t0 = time.perf_counter()
             res, batch = schedule(step)
-            x0 = next(batches).to(device, non_blocking=True)  # (batch / world_size, c, f, res, res)
+            x0, labels = next(batches)
+            x0 = x0.to(device, non_blocking=True)  # (batch / world_size, c, f, res, res)
+            labels = drop_labels(labels, space.spec.classes, cfg.label_dropout, torch_seed(seed, step, rank, 5))
+            labels = None if labels is None else labels.to(device)
             archs = sampler.sample(step, res)
             use_temporal = step >= cfg.image_steps
             lr = lr_at(cfg, step, total)
@@ -586,7 +609,8 @@ def train_loop(plan: _Plan, rank: int = 0, world_size: int = 1, device: torch.de
             step_losses = []
             for arch in archs:  # one arch, or the sandwich: gradients accumulate
                 with _autocast(cfg, device):
-                    loss = diffusion.loss(lambda z, t, a=arch, u=use_temporal: net(z, t, a, u), x0, generator)
+                    loss = diffusion.loss(lambda z, t, a=arch, u=use_temporal, y=labels: net(z, t, a, u, y), x0,
+                                          generator)
                 (loss / len(archs)).backward()
                 step_losses.append(loss.detach())
             loss_value = torch.stack(step_losses).mean()

@@ -34,27 +34,33 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class HeldOut:
-    """Fixed held-out clips of one resolution with fixed noise: ``clips`` and ``noise`` are ``(n, c, f, h, w)``."""
+    """Fixed held-out clips of one resolution with fixed noise: ``clips`` and ``noise`` are ``(n, c, f, h, w)``;
+    ``labels`` ``(n,)`` their classes for a class-conditional network (None: unconditional)."""
 
     res: int
     clips: torch.Tensor
     noise: torch.Tensor
     timesteps: tuple[int, ...] = VAL_TIMESTEPS
+    labels: torch.Tensor | None = None
 
 
-def make_held_out(clips: torch.Tensor, res: int, seed: int, timesteps: Sequence[int] = VAL_TIMESTEPS) -> HeldOut:
+def make_held_out(clips: torch.Tensor, res: int, seed: int, timesteps: Sequence[int] = VAL_TIMESTEPS,
+                  labels: torch.Tensor | None = None) -> HeldOut:
     """Fix the noise of held-out ``clips`` ``(n, c, f, res, res)`` with a generator seeded by ``(seed, res)``."""
     if clips.ndim != 5 or clips.shape[-1] != res or clips.shape[-2] != res:
         raise ValueError(f"expected held-out clips (n, c, f, {res}, {res}), got {tuple(clips.shape)}")
     generator = torch.Generator().manual_seed(int(seed) * 100_003 + int(res))
     noise = torch.randn(clips.shape, generator=generator, dtype=clips.dtype)
-    return HeldOut(int(res), clips, noise, tuple(int(t) for t in timesteps))
+    if labels is not None and tuple(labels.shape) != (len(clips),):
+        raise ValueError(f"expected {len(clips)} held-out labels, got shape {tuple(labels.shape)}")
+    return HeldOut(int(res), clips, noise, tuple(int(t) for t in timesteps), labels)
 
 
 @torch.no_grad()
 def held_out_loss(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, batch_size: int = 8,
                   device: torch.device | str = "cpu") -> dict[int, float]:
-    """The prediction MSE of ``model(z, t)`` on the held-out clips at each fixed timestep.
+    """The prediction MSE of ``model(z, t)`` (``model(z, t, labels)`` where ``held`` has labels) on the
+    held-out clips at each fixed timestep.
 
     Returns:
         ``{t: loss}`` in the order of ``held.timesteps``.
@@ -69,7 +75,11 @@ def held_out_loss(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, 
             tt = torch.full((len(x0),), t, dtype=torch.long, device=device)
             target = v.target(x0, tt, noise)
             z = diffusion.q_sample(x0, tt, noise)
-            prediction = diffusion.to_v(model(z, tt.float()).float(), z, tt)
+            if held.labels is None:
+                output = model(z, tt.float())
+            else:
+                output = model(z, tt.float(), held.labels[i: i + batch_size].to(device))
+            prediction = diffusion.to_v(output.float(), z, tt)
             total += float((prediction - target.float()).square().sum())
             count += target.numel()
         out[t] = total / count

@@ -1,17 +1,73 @@
 """Reading and writing video files: PyAV writes (mp4, libx264 / mpeg4), decord reads.
 
-Frames are ``uint8`` arrays of shape ``(f, h, w, 3)``. Torch-free.
+Frames are ``uint8`` arrays of shape ``(f, h, w, 3)``. Torch-free. Every read of a user's video
+goes through :func:`native_stderr_captured`, so decord's and FFmpeg's own C-level error lines never
+reach the terminal: the caller's one-line message (which names the file) is the only one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+NATIVE_STDERR_LIMIT = 4096  # bytes of captured native output kept for the debug log
+
+logger = logging.getLogger(__name__)
+# fd 2 belongs to the whole process: one capture at a time (re-entrant, so nested reads work).
+_stderr_lock = threading.RLock()
+
+
+def _fresh_lock_after_fork() -> None:
+    """A forked child (a DataLoader worker) gets its own lock: one held by a parent thread would never be released."""
+    global _stderr_lock
+    _stderr_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
+@contextlib.contextmanager
+def native_stderr_captured(what: str = "") -> Iterator[None]:
+    """Redirect file descriptor 2 to a temporary file while the block runs, then restore it.
+
+    decord's C++ layer and FFmpeg write their own lines (``video_reader.cc:83: ERROR opening ...``)
+    straight to fd 2, below Python's ``sys.stderr``, so only a file-descriptor swap silences them.
+    What they wrote is logged at DEBUG level (``sned.supernet.video_io``), never printed. fd 2 is
+    restored on every exit, exceptions included.
+
+    Threads: captures are serialised by a process-wide lock; while one runs, *anything* written to
+    fd 2 by another thread (a log line, a progress bar) also lands in the capture, so keep the
+    block to the native call itself.
+
+    Args:
+        what: names the file in the debug log.
+    """
+    with _stderr_lock:
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # sys.stderr may be None or closed
+            sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    captured = sink.read(NATIVE_STDERR_LIMIT).decode("utf-8", "replace").strip()
+                    if captured:
+                        logger.debug("native stderr while reading %s: %s", what or "a video", captured)
+        finally:
+            os.close(saved)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
@@ -64,25 +120,53 @@ def read_frames(path: str | Path, indices: list[int] | None = None) -> np.ndarra
     import decord
 
     try:
-        reader = decord.VideoReader(str(path), num_threads=1)
-        return reader.get_batch(list(range(len(reader))) if indices is None else indices).asnumpy()
+        with native_stderr_captured(str(path)):
+            reader = decord.VideoReader(str(path), num_threads=1)
+            return reader.get_batch(list(range(len(reader))) if indices is None else indices).asnumpy()
     except (decord.DECORDError, RuntimeError) as decord_error:
         found: dict[int, np.ndarray] = {}
         last = None if indices is None else max(indices)
         try:
-            with av.open(str(path)) as container:
+            with native_stderr_captured(str(path)), av.open(str(path)) as container:
                 for position, frame in enumerate(container.decode(video=0)):
                     if indices is None or position in indices:
                         found[position] = frame.to_ndarray(format="rgb24")
                     if last is not None and position >= last:
                         break
         except (av.FFmpegError, OSError, ValueError) as av_error:
-            raise RuntimeError(f"cannot read {path}: decord: {decord_error}; PyAV: {av_error}") from av_error
+            raise RuntimeError(f"cannot read {path}: not a video decord or PyAV can decode "
+                               f"({_first_line(av_error)})") from av_error
         wanted = sorted(found) if indices is None else indices
         if not found or any(i not in found for i in wanted):
-            raise RuntimeError(f"cannot read frames of {path}: decord: {decord_error}; "
+            raise RuntimeError(f"cannot read frames of {path}: decord: {_first_line(decord_error)}; "
                                f"PyAV decoded {len(found)} frames") from decord_error
         return np.stack([found[i] for i in wanted])
+
+
+def _first_line(error: BaseException) -> str:
+    """An error's reason in one short line (an OSError's or FFmpegError's strerror, without the file name)."""
+    strerror = getattr(error, "strerror", None)
+    if isinstance(strerror, str) and strerror:
+        return strerror
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+
+
+def count_frames(path: str | Path) -> int | None:
+    """Frames of a video as decord counts them, or None when decord cannot open it (nothing printed).
+
+    The reader is closed before returning: a decord reader kept in a parent process hangs in
+    forked ``DataLoader`` workers.
+    """
+    import decord
+
+    try:
+        with native_stderr_captured(str(path)):
+            reader = decord.VideoReader(str(path), num_threads=1)
+            count = len(reader)
+            del reader
+        return count
+    except (decord.DECORDError, RuntimeError, OSError, ValueError):  # opening errors are RuntimeErrors
+        return None
 
 
 def read_video(path: str | Path) -> np.ndarray:

@@ -22,7 +22,7 @@ from sned.predictors.accuracy import (
     write_fvd_table,
 )
 from sned.predictors.encoding import stage_configurations
-from sned.predictors.quality_table import table_genes
+from sned.predictors.quality_table import noise_floor_of, table_genes
 from sned.search.cli import main
 from sned.supernet.errors import UserError
 from sned.supernet.space import SpaceError, arch_id, canonical_json, load_space
@@ -533,6 +533,32 @@ def test_cli_fit_prints_table_and_writes_predictor(tmp_path, tiny, table, capsys
     pred = AccuracyPredictor.load(out_path)
     assert pred.space_hash == tiny.hash and pred.info["table"]["sha256"] == A.file_sha256(path)
     assert pred.info["cv"]["folds"] == 3
+
+
+def test_cli_fit_on_the_held_out_loss_needs_no_finite_fvd(tmp_path, tiny, table, capsys):
+    df, meta = table
+    df = df.assign(loss=0.05 + 0.02 / np.log10(tiny.params([json.loads(a) for a in df["arch"]]).astype(float)))
+    df.loc[[4, 9], "fvd"] = np.nan  # trials whose FVD failed still have a loss
+    meta = {**meta, "noise_floor": {"columns": {"loss": {"tau": 0.93, "tau_res": {"32": 0.9, "64": 0.95}},
+                                                "fvd": {"tau": 0.5, "tau_res": {"32": 0.5}}}}}
+    path = _write(tmp_path, df, meta)
+    with pytest.raises(UserError, match="2 rows have a non-finite fvd"):
+        read_fvd_table(path)
+    assert len(read_fvd_table(path, target="loss")[0]) == len(df)
+    broken = _write(tmp_path, df.assign(loss=df["loss"].where(df.index != 7)), meta, "broken.parquet")
+    with pytest.raises(UserError, match="1 rows have a non-finite loss"):
+        read_fvd_table(broken, target="loss")
+    out_path = tmp_path / "loss.npz"
+    rc = main(["fit", str(path), "--target", "loss", "--out", str(out_path), "--models", "ridge", "--folds", "3",
+               "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "target loss" in out and "noise-floor tau of loss (two independent evaluation passes): 0.9300" in out
+    pred = AccuracyPredictor.load(out_path)
+    assert pred.target == "loss" and pred.info["table"]["noise_floor_tau"] == 0.93  # the target's, not FVD's
+    assert noise_floor_of(meta, "fvd") == (0.5, {"32": 0.5})
+    assert noise_floor_of({"noise_floor_tau": 0.7, "noise_floor": {"tau_res": {"32": 0.7}}}) == (0.7, {"32": 0.7})
+    assert noise_floor_of({"noise_floor_tau": 0.7}, "loss") == (None, {})  # an old table measured no loss tau
 
 
 @pytest.mark.parametrize("case", ["missing_columns", "empty", "other_space", "bad_model", "missing_file", "too_few",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,14 @@ import pytest
 
 from sned.predictors.accuracy import REQUIRED_COLUMNS, read_fvd_table
 from sned.predictors.evaluate import (
+    LOSS_COLUMNS,
+    NOISE_SUBSET,
     FvdTable,
     TrialSpec,
+    clip_subset,
     noise_floor_subset,
     noise_floor_tau,
+    parse_noise_floor,
     peak_concurrency,
     plan_trials,
     select_subnets,
@@ -38,9 +44,9 @@ def tiny():
     return load_space("tiny")
 
 
-def _row(arch: dict, fvd: float, ckpt: str = CKPT_SHA, seed: int = 0) -> dict:
+def _row(arch: dict, fvd: float, ckpt: str = CKPT_SHA, seed: int = 0, loss: float | None = None) -> dict:
     return {"arch_id": arch_id(arch), "arch": canonical_json(arch), "res": arch["res"], "fvd": fvd, "kvd": fvd / 100,
-            "n_videos": 4, "extractor": "i3d-random", "extractor_sha256": "e" * 64, "checkpoint_sha256": ckpt,
+            **({} if loss is None else {"loss": loss}), "n_videos": 4, "extractor": "i3d-random", "extractor_sha256": "e" * 64, "checkpoint_sha256": ckpt,
             "seed": seed, "steps": 2, "params": 1, "gflops": 0.1, "seconds": 1.0, "generate_seconds": 0.5,
             "features_seconds": 0.5}
 
@@ -102,6 +108,37 @@ def test_noise_floor_subset_spreads_over_the_list():
     items = [{"i": i} for i in range(8)]
     assert noise_floor_subset(items, 3) == [items[0], items[4], items[7]]  # round(linspace(0, 7, 3))
     assert noise_floor_subset(items, 0) == [] and noise_floor_subset(items, 20) == items
+    assert noise_floor_subset(items, "all") == items
+
+
+def test_parse_noise_floor_takes_all_or_a_count():
+    assert parse_noise_floor("all") == "all" and parse_noise_floor(" ALL ") == "all"
+    assert parse_noise_floor("3") == 3 and parse_noise_floor(0) == 0
+    for bad in ("-1", "some", "2.5", True):
+        with pytest.raises(UserError, match="expected 'all' or an integer >= 0"):
+            parse_noise_floor(bad)
+
+
+def test_clip_subset_second_pass_is_disjoint_when_the_folder_allows_else_reseeded():
+    labels = [i % 3 for i in range(20)]
+    first, disjoint_first = clip_subset(20, 6, seed=0, labels=labels)
+    second, disjoint = clip_subset(20, 6, seed=0, second=True, labels=labels)
+    assert disjoint_first and disjoint
+    assert len({v for v, _ in first}) == 6 and {e for _, e in first + second} == {0}
+    assert not {v for v, _ in first} & {v for v, _ in second}  # independent real subsets: no video shared
+    assert sorted(labels[v] for v, _ in first) == [0, 0, 1, 1, 2, 2]  # spread over the classes
+    assert sorted(labels[v] for v, _ in second) == [0, 0, 1, 1, 2, 2]
+    assert clip_subset(20, 6, seed=0, labels=labels) == (first, True)  # seeded
+    assert clip_subset(20, 6, seed=1, labels=labels)[0] != first
+    # no labels: the first pass is the seeded permutation's prefix (the real set tables were made with)
+    assert [v for v, _ in clip_subset(20, 6, seed=4)[0]] == list(np.random.default_rng(4).permutation(20)[:6])
+    # too few videos for two disjoint sets: an independently seeded draw, clips at other frames (epoch 1)
+    small_first, _ = clip_subset(8, 6, seed=0)
+    small_second, small_disjoint = clip_subset(8, 6, seed=0, second=True)
+    assert not small_disjoint and {e for _, e in small_second} == {1} and small_second != small_first
+    assert len({v for v, _ in small_second}) == 6
+    with pytest.raises(UserError, match="7 real clips requested but the data folder holds 6 usable videos"):
+        clip_subset(6, 7, seed=0)
 
 
 # ----------------------------------------------------------------------------- planning, the table, resume
@@ -123,6 +160,20 @@ def test_plan_skips_finished_keys_and_puts_the_noise_pass_last(tiny):
     # every main key finished, noise pass measured too: nothing left
     all_done = done | {s.key(CKPT_SHA) for s in specs}
     assert plan_trials(selection, 0, CKPT_SHA, all_done, 2, all_done) == []
+
+
+def test_plan_noise_floor_all_covers_every_subnet_with_its_own_seed(tiny):
+    selection = {32: select_subnets(tiny, 32, 5, np.random.default_rng(0)),
+                 64: select_subnets(tiny, 64, 4, np.random.default_rng(0))}
+    specs = plan_trials(selection, 7, CKPT_SHA, set(), noise_floor="all")
+    main_specs, noise = [s for s in specs if not s.noise], [s for s in specs if s.noise]
+    assert len(main_specs) == len(noise) == 9
+    assert {s.key(CKPT_SHA) for s in noise} == {s.key(CKPT_SHA) for s in main_specs}
+    assert {s.seed for s in main_specs} == {7} and {s.seed for s in noise} == {8}
+    # resume: measured second-pass keys are not planned again
+    measured = {noise[0].key(CKPT_SHA), noise[5].key(CKPT_SHA)}
+    again = plan_trials(selection, 7, CKPT_SHA, {s.key(CKPT_SHA) for s in main_specs}, "all", measured)
+    assert len(again) == 7 and all(s.noise for s in again)
 
 
 def test_table_appends_atomically_and_never_duplicates_a_key(tmp_path, tiny):
@@ -182,6 +233,46 @@ def test_noise_floor_rows_go_to_metadata_with_kendall_tau(tmp_path, tiny):
     assert len(meta["noise_floor"]["rows"]) == 8
     resumed = FvdTable(path, tiny, SETTINGS, resume=True)
     assert resumed.noise_keys() == {(arch_id(a), a["res"], CKPT_SHA) for a in archs}
+
+
+def test_noise_floor_records_the_tau_of_fvd_and_of_the_loss(tmp_path, tiny):
+    path = tmp_path / "fvd.parquet"
+    table = FvdTable(path, tiny, {**SETTINGS, "noise_subset": NOISE_SUBSET})
+    archs = select_subnets(tiny, 32, 4, np.random.default_rng(0)) + select_subnets(tiny, 64, 3, np.random.default_rng(0))
+    first_loss = [0.4, 0.3, 0.2, 0.1, 0.3, 0.2, 0.1]
+    second_loss = [0.41, 0.31, 0.21, 0.11, 0.1, 0.2, 0.3]  # 32 px: the same order; 64 px: reversed
+    for k, arch in enumerate(archs):
+        table.add(_row(arch, 10.0 - k, loss=first_loss[k]))
+        table.add(_row(arch, 10.0 - k if k != 1 else 0.5, seed=1, loss=second_loss[k]), noise=True)
+    df, meta = read_fvd_table(path)
+    columns = meta["noise_floor"]["columns"]
+    assert columns["loss"]["tau_res"] == {"32": pytest.approx(1.0), "64": pytest.approx(-1.0)}
+    assert columns["loss"]["tau"] == pytest.approx((4 * 1.0 + 3 * -1.0) / 7)
+    fvd_32 = noise_floor_tau(df, meta["noise_floor"]["rows"])[1][32]
+    assert columns["fvd"]["tau_res"]["32"] == pytest.approx(fvd_32) and fvd_32 < 1.0  # one swapped pair
+    assert columns["fvd"]["tau"] == meta["noise_floor_tau"]  # the pooled FVD tau keeps its old key
+    assert all("loss" in r for r in meta["noise_floor"]["rows"])
+    # rows without a loss (a table resumed from before the column) are left out of the loss tau only
+    old = pd.DataFrame([_row(a, 1.0 + k) for k, a in enumerate(archs[:4])])
+    second = [_row(a, 2.0 + k, loss=0.1 * k) for k, a in enumerate(archs[:4])]
+    assert noise_floor_tau(old, second, "loss") == (None, {})
+    assert noise_floor_tau(old, second)[1] == {32: pytest.approx(1.0)}
+
+
+def test_resume_drops_second_pass_rows_measured_against_the_same_real_set(tmp_path, tiny):
+    """Before the second pass had its own real subset, its rows measured only the generation seed."""
+    path = tmp_path / "fvd.parquet"
+    archs = select_subnets(tiny, 32, 3, np.random.default_rng(0))
+    old = FvdTable(path, tiny, SETTINGS)  # settings without noise_subset: an old table
+    for k, arch in enumerate(archs):
+        old.add(_row(arch, 1.0 + k))
+        old.add(_row(arch, 2.0 + k, seed=1), noise=True)
+    assert len(old.noise_keys()) == 3 and "noise_floor_tau" in read_fvd_table(path)[1]
+    resumed = FvdTable(path, tiny, {**SETTINGS, "noise_subset": NOISE_SUBSET}, resume=True)
+    assert resumed.noise_keys() == set() and "noise_floor" not in resumed.meta
+    assert len(plan_trials({32: archs}, 0, CKPT_SHA, resumed.keys(), "all", resumed.noise_keys())) == 3
+    again = FvdTable(path, tiny, SETTINGS, resume=True)  # the same setting as when measured: kept
+    assert len(again.noise_keys()) == 3
 
 
 def test_noise_floor_tau_needs_two_pairs_per_resolution(tiny):
@@ -254,6 +345,95 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, tiny, data_dir, capsys):
     assert not Path(out).exists()
 
 
+def test_cli_a_real_set_the_folder_cannot_fill_is_one_line_and_exit_2(tmp_path, tiny, data_dir, capsys):
+    """FVD against repeated real videos would look better than it is: more real clips than videos is bad input."""
+    run_dir = tmp_path / "run"
+    _save_fresh_checkpoint(run_dir, tiny)
+    flat = tmp_path / "flat"  # videos outside class folders: no labels for the class-conditional tiny
+    flat.mkdir()
+    for video in sorted(data_dir.rglob("*.mp4"))[:3]:
+        shutil.copy(video, flat / video.name)
+    out = tmp_path / "t.parquet"
+    base = ["evaluate", "tiny", "--ckpt", str(run_dir), "--out", str(out), "--res", "32"]
+    cases = {
+        "--real-videos": (["--data", str(data_dir), "--real-videos", "9", "--videos", "4"],
+                          r"--real-videos 9: .* holds 8 usable videos of 8 frames; pass --real-videos 8 or fewer"),
+        "--videos (the default of --real-videos)": (["--data", str(data_dir), "--videos", "12"],
+                                                    r"--real-videos 12: .* holds 8 usable videos"),
+        "--pca-dim": (["--data", str(data_dir), "--videos", "4", "--pca-dim", "4"],
+                      r"--pca-dim 4: expected 1 <= k < --videos 4"),
+        "no class folders": (["--data", str(flat), "--videos", "2"],
+                             r"class-conditional with 6 classes, but --data .* has videos outside class folders"),
+    }
+    import re
+
+    for name, (argv, pattern) in cases.items():
+        assert main([*base, *argv]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(pattern, err), (name, err)
+    assert not out.exists() and not Path(f"{out}.cache").exists()
+
+
+# ----------------------------------------------------------------------------- the held-out loss column
+
+
+def test_loss_column_is_the_held_out_loss_of_the_arch_on_fixed_clips_and_noise(tmp_path, tiny, data_dir):
+    """subnet_loss on held_out_set (what run_trial stores) equals held_out_loss computed directly."""
+    import torch
+
+    from sned.predictors import evaluate as E
+    from sned.supernet.checkpoint import load_supernet
+    from sned.supernet.data import VideoClipDataset
+    from sned.supernet.diffusion import GaussianDiffusion
+    from sned.supernet.validation import VAL_TIMESTEPS, held_out_loss, make_held_out
+
+    assert E.LOSS_TIMESTEPS == VAL_TIMESTEPS and LOSS_COLUMNS == ("loss", "loss_t50", "loss_t200", "loss_t500",
+                                                                  "loss_t800")
+    torch.set_num_threads(1)
+    net, _ = load_supernet(_save_fresh_checkpoint(tmp_path / "run", tiny))
+    small, large = tiny.smallest(32), tiny.largest(32)
+    held = E.held_out_set(data_dir, 32, tiny.frames, 5, seed=3, conditional=True)
+
+    # The same clips, labels and noise built by hand: 5 videos spread over the classes, epoch 0, noise seed 3.
+    dataset = VideoClipDataset(data_dir, frames=tiny.frames, size=32, seed=3)
+    items, _ = clip_subset(len(dataset), 5, 3, labels=dataset.labels)
+    clips = torch.stack([dataset[item] for item in items])
+    labels = torch.tensor([dataset.labels[i] for i, _ in items])
+    assert torch.equal(held.clips, clips) and torch.equal(held.labels, labels) and len(set(labels.tolist())) == 5
+    direct = held_out_loss(lambda z, t, y: net(z, t, small, labels=y), make_held_out(clips, 32, 3, labels=labels),
+                           GaussianDiffusion("v"))
+    row = E.subnet_loss(net, small, held, "v")
+    assert row == {"loss": pytest.approx(float(np.mean(list(direct.values())))),
+                   **{f"loss_t{t}": v for t, v in direct.items()}}
+    # common random numbers: a fresh held-out set of the same seed gives the identical loss
+    assert E.subnet_loss(net, small, E.held_out_set(data_dir, 32, tiny.frames, 5, 3, conditional=True), "v") == row
+    assert E.subnet_loss(net, large, held, "v")["loss"] != row["loss"]
+    assert E.subnet_loss(net, small, held, "x0")["loss"] != row["loss"]  # scored in v units whatever is predicted
+    # the second pass: other noise (seed + 1) and another draw of clips
+    second = E.held_out_set(data_dir, 32, tiny.frames, 5, seed=3, second=True, conditional=True)
+    assert not torch.equal(second.noise, held.noise) and not torch.equal(second.clips, held.clips)
+    # more clips asked than videos: every video once
+    assert len(E.held_out_set(data_dir, 32, tiny.frames, 50, seed=3, conditional=True).clips) == len(dataset)
+
+
+def test_loss_of_an_unconditional_space_calls_the_network_without_labels(tmp_path, data_dir):
+    import torch
+
+    from sned.predictors import evaluate as E
+    from sned.supernet.checkpoint import load_supernet
+    from sned.supernet.diffusion import GaussianDiffusion
+    from sned.supernet.validation import held_out_loss
+
+    torch.set_num_threads(1)
+    space = load_space(_other_space_yaml(tmp_path))
+    net, _ = load_supernet(_save_fresh_checkpoint(tmp_path / "run", space))
+    held = E.held_out_set(data_dir, 32, space.frames, 4, seed=0, conditional=False)
+    assert held.labels is None
+    arch = space.largest(32)
+    direct = held_out_loss(lambda z, t: net(z, t, arch), held, GaussianDiffusion("v"))
+    assert E.subnet_loss(net, arch, held, "v")["loss_t200"] == direct[200]
+
+
 # ----------------------------------------------------------------------------- one trial in-process (slow)
 
 
@@ -280,6 +460,38 @@ def test_run_trial_uses_common_random_numbers_and_the_worker_cache(tmp_path, tin
     assert other_seed["fvd"] != first["fvd"] and other_arch["fvd"] != first["fvd"]
     assert sorted(k[0] for k in E._WORKER_CACHE) == ["i3d", "supernet"]  # loaded once for four trials
     assert first["checkpoint_sha256"] == sha and first["n_videos"] == 3 and first["gflops"] < other_arch["gflops"]
+    assert all(math.isnan(first[c]) for c in LOSS_COLUMNS)  # no data folder: no held-out loss
+
+    # With the data folder: the loss column is filled, the same for two calls, and is held_out_loss of the arch.
+    with_data = replace(settings, data=str(data_dir), held_out=4, seed=0)
+    scored = E.run_trial(TrialSpec.of(small, 0), with_data, real)
+    assert scored["loss"] == E.run_trial(TrialSpec.of(small, 0), with_data, real)["loss"]
+    assert scored["fvd"] == first["fvd"]  # the loss does not disturb the generation
+    net = E._supernet(with_data)
+    held = E.held_out_set(data_dir, 32, tiny.frames, 4, seed=0, conditional=True)
+    assert {c: scored[c] for c in LOSS_COLUMNS} == E.subnet_loss(net, small, held, "v", batch_size=3)
+    noise = E.run_trial(TrialSpec.of(small, 1, noise=True), with_data, real)
+    assert math.isfinite(noise["loss"]) and noise["loss"] != scored["loss"]  # its own held-out set
+    assert sum(k[0] == "held_out" for k in E._WORKER_CACHE) == 2  # built once per (res, pass)
+
+
+@pytest.mark.slow
+def test_real_features_of_the_second_pass_come_from_another_subset(tmp_path, tiny, data_dir):
+    from sned.predictors import evaluate as E
+    from sned.predictors.fvd import load_features
+    from sned.predictors.i3d import I3DFeatureExtractor
+
+    extractor = I3DFeatureExtractor(None, batch_size=4)
+    cache = tmp_path / "cache"
+    first = E.real_features(data_dir, 32, tiny.frames, 3, 0, extractor, cache, progress=False)
+    second = E.real_features(data_dir, 32, tiny.frames, 3, 0, extractor, cache, progress=False, second=True)
+    assert first.shape == second.shape == (3, extractor.num_features) and not np.allclose(first, second)
+    sources = [json.loads(load_features(cache / name).source)
+               for name in ("real-32-i3d-random.npz", "real-32-i3d-random-pass2.npz")]
+    assert [s["pass"] for s in sources] == [1, 2] and sources[1]["disjoint"]
+    assert sources[0]["videos_sha1"] != sources[1]["videos_sha1"]  # the cache key names the subset
+    again = E.real_features(data_dir, 32, tiny.frames, 3, 0, extractor, cache, progress=False, second=True)
+    np.testing.assert_array_equal(again, second)  # from the cache
 
 
 # ----------------------------------------------------------------------------- end to end on Ray (slow)
@@ -348,7 +560,13 @@ def test_evaluate_on_ray_survives_a_kill_and_resumes_without_duplicates(tmp_path
     assert np.isfinite(df["fvd"]).all() and (df["n_videos"] == 3).all() and (df["steps"] == 2).all()
     assert (df["extractor"] == "i3d-random").all()
     assert len(meta["noise_floor"]["rows"]) == 3 and -1.0 <= meta["noise_floor_tau"] <= 1.0
+    assert np.isfinite(df["loss"]).all() and np.isfinite(df["loss_t200"]).all()
+    loss_floor = meta["noise_floor"]["columns"]["loss"]
+    assert -1.0 <= loss_floor["tau"] <= 1.0 and set(loss_floor["tau_res"]) == {"32"}
+    assert all(np.isfinite(r["loss"]) for r in meta["noise_floor"]["rows"])
+    assert meta["evaluate"]["noise_real_disjoint"] and meta["evaluate"]["held_out"] == 24
     assert (out.parent / "fvd.parquet.cache" / "real-32-i3d-random.npz").is_file()
+    assert (out.parent / "fvd.parquet.cache" / "real-32-i3d-random-pass2.npz").is_file()  # its own real subset
     assert "time per trial" in stdout
     if (os.cpu_count() or 1) >= 2:  # --cpus-per-trial 1: Ray runs two trials at once on two cores
         resumed = df[~df["arch_id"].isin(partial["arch_id"])]

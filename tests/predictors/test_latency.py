@@ -354,3 +354,25 @@ def test_cli_show_prints_provenance_and_extremes(capsys, tmp_path, tiny):
     code, output = _cli(capsys, "show", str(path))
     assert code == 0, output
     assert "cpu-test" in output and "predicted at 128 px: largest" in output and "rows per kind" in output
+
+
+def test_a_session_scopes_its_thread_count_and_restores_the_callers(micro_path):
+    """torch.set_num_threads is process-wide: a session sets it while it runs, then puts the caller's back."""
+    import torch
+
+    from sned.predictors.latency_measure import MeasureSettings, Session, measure_subnets
+
+    space = load_space(micro_path)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with Session(space, MeasureSettings(threads=1, repeats=1, warmup=0)) as session:
+            assert torch.get_num_threads() == 1 and session.provenance()["threads"] == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match="inside"), Session(space, MeasureSettings(threads=1)):
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+        stats = measure_subnets(space, [space.smallest(8)], MeasureSettings(threads=1, repeats=1, warmup=0))
+        assert stats["median_ms"].shape == (1,) and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -133,3 +133,57 @@ def test_report_of_a_folder_that_is_not_a_run(capsys, tmp_path):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is not a complete search run folder: missing pareto.csv" in err and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- the held-out loss as the quality
+
+
+@pytest.fixture(scope="module")
+def loss_predictor(tmp_path_factory, space):
+    """A ridge predictor fitted (``--target loss``) on a table whose held-out loss falls with params."""
+    accuracy = pytest.importorskip("sned.predictors.accuracy")
+    df, meta = accuracy.synthetic_fvd_table(space, 96, np.random.default_rng(1))
+    params = space.params([json.loads(a) for a in df["arch"]]).astype(float)
+    df["loss"] = 0.05 + 0.02 / np.log10(params) + np.random.default_rng(2).normal(0, 1e-4, len(df))
+    predictor = accuracy.AccuracyPredictor.fit(space, df, target="loss", folds=3, models=("ridge",), table_meta=meta)
+    return predictor.save(tmp_path_factory.mktemp("loss") / "loss.npz")
+
+
+def test_search_on_the_loss_names_the_quality_after_the_target(capsys, tmp_path, space, real_files, loss_predictor):
+    from sned.search.objectives import FilePredictors
+
+    table, _ = real_files
+    out = tmp_path / "r"
+    argv = ["--budget-ms", "200", "--res", "128", "--table", str(table), "--predictor", str(loss_predictor),
+            "--objectives", "loss,latency"]
+    assert search_main([*argv, "--json", "--out", str(out)]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["target"] == "loss" and payload["objectives"] == ["loss", "latency"]
+    front = payload["fronts"]["128"]
+    assert len(front) >= 2 and set(front[0]) == {"arch_id", "arch", "latency_ms", "loss_pred", "loss_std", "params",
+                                                 "gflops"}
+    files = FilePredictors(space, table, loss_predictor)
+    assert files.target == "loss"
+    X = space.encode([r["arch"] for r in front])
+    np.testing.assert_allclose([r["loss_pred"] for r in front], files.quality(X)[0])
+    assert np.all(np.diff([r["loss_pred"] for r in front]) < 0)  # faster members predict a higher loss
+    pareto = (out / "pareto.csv").read_text().splitlines()[0].split(",")
+    assert "loss_pred" in pareto and "fvd_pred" not in pareto
+    assert json.loads((out / "settings.json").read_text())["target"] == "loss"
+    assert "predicted held-out loss" in (out / "report.html").read_text()
+    assert search_main([*argv, "--out", str(tmp_path / "text")]) == 0
+    assert "predicted held-out loss" in capsys.readouterr().out
+
+
+def test_quality_objective_must_be_what_the_predictor_predicts(capsys, tmp_path, real_files, loss_predictor):
+    table, _ = real_files
+    run = ["--budget-ms", "200", "--res", "128", "--table", str(table), "--out", str(tmp_path / "r")]
+    for objectives in ([], ["--objectives", "fvd,latency"]):  # the default objectives are fvd,latency
+        _bad(capsys, [*run, "--predictor", str(loss_predictor), *objectives],
+             r"objective 'fvd': accuracy predictor .*loss\.npz predicts 'loss', not 'fvd'; "
+             r"pass --objectives loss,latency")
+    _bad(capsys, ["--res", "128", "--analytic", "--objectives", "loss,latency", "--out", str(tmp_path / "r")],
+         r"objective 'loss': the analytic cost model predicts 'fvd', not 'loss'")
+    _bad(capsys, ["--res", "128", "--analytic", "--objectives", "fvd,loss,latency", "--out", str(tmp_path / "r")],
+         r"fvd and loss both need the accuracy predictor")
+    assert not (tmp_path / "r").exists()

@@ -23,6 +23,15 @@ def test_pipeline_section_is_strict():
         PipelineConfig.from_experiment({"pipeline": {"eval_videos": "many"}})
 
 
+def test_pipeline_noise_floor_is_all_or_a_count():
+    assert PipelineConfig().eval_noise_floor == "all"  # DESIGN: every subnet in two independent passes
+    assert PipelineConfig.from_experiment({"pipeline": {"eval_noise_floor": "all"}}).eval_noise_floor == "all"
+    assert PipelineConfig.from_experiment({"pipeline": {"eval_noise_floor": 3}}).eval_noise_floor == 3
+    for bad in ("some", -1, True, 2.5):
+        with pytest.raises(UserError, match=r"pipeline.eval_noise_floor = .*expected 'all' or an integer >= 0"):
+            PipelineConfig.from_experiment({"pipeline": {"eval_noise_floor": bad}})
+
+
 def test_unknown_stage_is_one_line(capsys, tmp_path):
     assert main(["pipeline", "tiny", "--stages", "data,trian", "--out", str(tmp_path)]) == 2
     assert "unknown stage(s) ['trian']" in capsys.readouterr().err

@@ -56,3 +56,21 @@ def test_read_run_refuses_incomplete_folders(run_dir, tmp_path):
     (tmp_path / "pareto.csv").write_text("")
     with pytest.raises(UserError, match="missing pareto.json"):
         read_run(tmp_path)
+
+
+def test_run_folders_from_before_the_target_read_as_fvd(run_dir, tmp_path):
+    """settings.json without "target" (an older sned-search): the quality columns are fvd_pred/fvd_std."""
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    settings = json.loads((old / "settings.json").read_text())
+    assert settings.pop("target") == "fvd"
+    (old / "settings.json").write_text(json.dumps(settings))
+    run = read_run(old)
+    assert run.target == "fvd"
+    _, fig128, table = report_figures(run)[1]
+    front = run.fronts[run.fronts["res"] == 128]
+    assert fig128["data"][1]["y"] == [float(v) for v in front["fvd_pred"]]
+    assert "predicted FVD" in table and fig128["layout"]["yaxis"]["title"]["text"] == "predicted FVD (lower is better)"

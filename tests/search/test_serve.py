@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -83,7 +84,8 @@ def _cli_json(argv, tmp_path):
 
 
 def test_health_experiments_and_openapi(client):
-    assert client.get("/health").json()["status"] == "ok"
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["known_archs"] >= 0 and health["space_indexes"] >= 0
     [tiny] = client.get("/experiments").json()["experiments"]
     assert tiny["name"] == "tiny" and tiny["resolutions"] == [32, 64, 128] and tiny["size"] == 3888
     assert tiny["devices"] == ["cpu"] and tiny["predictors"] == ["predictor.npz"]
@@ -190,8 +192,9 @@ def test_identical_searches_in_flight_run_once_and_health_stays_responsive(serve
     ({"device": "h200"}, "device", ["cpu"]),
     ({"predictor": "/tmp/x.npz"}, "predictor", None),
     ({"predictor": "other.npz"}, "predictor", ["predictor.npz"]),
-    ({"objectives": ["fvd", "energy"]}, "objectives.1", ["fvd", "latency", "params", "gflops"]),
-    ({"objectives": ["fvd"]}, "objectives", ["fvd", "latency", "params", "gflops"]),
+    ({"objectives": ["fvd", "energy"]}, "objectives.1", ["fvd", "latency", "params", "gflops", "loss"]),
+    ({"objectives": ["fvd"]}, "objectives", ["fvd", "latency", "params", "gflops", "loss"]),
+    ({"objectives": ["loss", "latency"], "analytic": True}, "objectives", None),  # the stand-in models FVD only
     ({"method": "grid"}, "method", ["auto", "nsga2", "exhaustive"]),
     ({"pop": 2}, "pop", None),
     ({"gens": 10**6}, "gens", None),
@@ -240,6 +243,113 @@ def test_subnet_from_a_search_and_from_the_space(client, root, space):
     assert client.get("/subnets/0000000000").json()["field"] == "arch_id"
     assert client.get("/subnets/not-an-id").status_code == 422
     assert client.get(f"/subnets/{wanted}", params={"experiment": "../x"}).status_code == 422
+
+
+def _referenced_urls(html: str) -> list[str]:
+    """Every URL a page loads: src/href/spec-url attributes and the Swagger UI ``url:`` option."""
+    return re.findall(r'(?:src|href|spec-url)="([^"]*)"', html) + re.findall(r"\burl: '([^']*)'", html)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_every_asset_from_the_app_itself(client, page):
+    """Offline docs: no URL in the page names another host, and everything it references is served here."""
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert not re.search(r"(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html), re.findall(r"\S*//\S+", html)
+    urls = _referenced_urls(html)
+    scripts = [u for u in urls if u.endswith(".js")]
+    assert scripts and "/openapi.json" in urls, urls
+    if page == "/docs":
+        assert any(u.endswith(".css") for u in urls), urls
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url  # this server, any host name it is reached by
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 100, (url, asset.status_code)
+        if url.endswith(".css"):
+            assert "text/css" in asset.headers["content-type"]
+            assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import", asset.text), url  # no fonts from a CDN
+        elif url.endswith(".js"):
+            assert "javascript" in asset.headers["content-type"], (url, asset.headers["content-type"])
+    assert client.get("/docs/oauth2-redirect").status_code == 200
+    assert client.get("/static-offline-docs/missing.js").status_code == 404
+
+
+def test_lru_evicts_past_its_bound_and_keeps_the_most_recent():
+    from sned.search.serve import LRU
+
+    cache: LRU[str, int] = LRU(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3)
+    assert len(cache) == 2 and "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3
+    cache.put("a", 4)  # replacing counts as a use, never as a second entry
+    assert len(cache) == 2 and cache.get("a") == 4
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            LRU(bad)
+
+
+OTHER_YAML = ("name: other\nspace:\n  resolutions: [32]\n  frames: 8\n  patch_size: 4\n  stages:\n"
+              "    - {widths: [32, 64], depths: [1, 2]}\n    - {widths: [32, 64], depths: [1, 2], attention: true}\n")
+
+
+def test_service_caches_stop_at_their_bound_and_evicted_entries_are_recomputed(root, tmp_path, space):
+    """known_archs and space_indexes are LRU caches: full at their bound, and a miss is answered correctly."""
+    import asyncio
+
+    from sned.search.serve import SEARCHES_PER_ARCH, Registry, SearchRequest, SearchService
+    from sned.supernet.space import load_space
+
+    folder = tmp_path / "experiments"
+    shutil.copytree(root, folder)
+    (folder / "other.yaml").write_text(OTHER_YAML)
+    other = load_space(folder / "other.yaml")
+    service = SearchService(Registry(folder), known_archs=5, space_indexes=1)
+
+    # 1. Space indexes: one kept; the evicted one is rebuilt and gives the same answer.
+    wanted = space.sample(np.random.default_rng(3), res=64)
+    first = service.subnet(arch_id(wanted), "tiny")
+    assert first.found_in == "space" and first.arch == wanted and len(service._indexes) == 1
+    other_arch = other.sample(np.random.default_rng(4), res=32)
+    assert service.subnet(arch_id(other_arch), "other").arch == other_arch
+    assert len(service._indexes) == 1 and space.hash not in service._indexes  # tiny's index went
+    again = service.subnet(arch_id(wanted), "tiny")
+    assert again.model_dump() == first.model_dump() and space.hash in service._indexes
+
+    # 2. Known archs: never more than the bound; an evicted one is found again by enumeration.
+    requests = [SearchRequest(budget_ms=200, res=[128], analytic=True, method="exhaustive", patience=patience)
+                for patience in range(1, SEARCHES_PER_ARCH + 2)]  # exhaustive: one front, distinct requests
+
+    async def search_all(target: SearchService) -> list[dict]:
+        answers = []
+        for request in requests:
+            body, how = await target.search(request)
+            assert how == "miss"
+            answers.append(json.loads(body))
+            assert len(target._known) <= target._known.size
+        return answers
+
+    front = asyncio.run(search_all(service))[0]["fronts"]["128"]
+    assert len(front) > 5 and len(service._known) == 5  # full, not growing
+    kept = [m for m in front if m["arch_id"] in service._known]
+    evicted = [m for m in front if m["arch_id"] not in service._known]
+    assert len(kept) == 5 and evicted
+    info = service.subnet(kept[-1]["arch_id"], None)
+    assert info.found_in == "search" and info.searches[-1]["patience"] == SEARCHES_PER_ARCH + 1
+    member = evicted[0]
+    info = service.subnet(member["arch_id"], None)
+    assert info.found_in == "space" and info.arch == member["arch"] and info.searches == []
+    assert info.latency_ms["analytic"] == pytest.approx(member["latency_ms"])
+    assert info.fvd["analytic"]["mean"] == pytest.approx(member["fvd_pred"]) and info.params == member["params"]
+    assert len(service._known) == 5 and len(service._indexes) == 1
+
+    # 3. With room for the whole front, each arch keeps only the most recent requests, each once.
+    roomy = SearchService(Registry(folder))
+    front = asyncio.run(search_all(roomy))[0]["fronts"]["128"]
+    info = roomy.subnet(front[0]["arch_id"], None)
+    assert [s["patience"] for s in info.searches] == list(range(2, SEARCHES_PER_ARCH + 2))
 
 
 def test_token_is_required_except_for_health(root):

@@ -33,7 +33,8 @@ def test_verify_end_to_end(tmp_path, capsys, checkpoint_writer):
     from sned.supernet.data import synthesize
 
     checkpoint_writer(tmp_path / "run")
-    synthesize(tmp_path / "data", 4, 8, 32, 0, progress=False)
+    # 8 videos: the real set (tiny's sample.n = 8) never repeats a video, and all 6 classes have a folder
+    synthesize(tmp_path / "data", 8, 8, 32, 0, progress=False)
     out = tmp_path / "search"
     code = main(["search", "--analytic", "--res", "32", "--budget-ms", "1000", "--verify", "2", "--ckpt",
                  str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--out", str(out), "--json"])
@@ -41,4 +42,5 @@ def test_verify_end_to_end(tmp_path, capsys, checkpoint_writer):
     json.loads(capsys.readouterr().out)
     run = read_run(out)
     assert run.verify is not None and len(run.verify) == 2 and run.verify["fvd_measured"].notna().all()
+    assert run.verify["loss_measured"].notna().all()  # the held-out loss of each member beside its FVD
     assert any(title.startswith("Verification") for title, _, _ in report_figures(run))

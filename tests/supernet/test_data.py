@@ -265,3 +265,14 @@ def test_synth_does_not_import_torch(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env=os.environ | {"SNED_DEBUG": "1"})
     assert result.returncode == 0, result.stderr
+
+
+def test_class_folders_label_the_videos_and_flat_folders_do_not(dataset_dir: Path, tmp_path: Path) -> None:
+    ds = VideoClipDataset(dataset_dir, frames=4, size=16)
+    assert ds.class_names == tuple(sorted(CLASS_NAMES))
+    assert [ds.class_names[label] for label in ds.labels] == [p.parent.name for p in ds.paths]
+    view = ds.subset([3, 0])
+    assert view.labels == [ds.labels[3], ds.labels[0]]
+    _gradient_video(tmp_path / "flat.mp4", frames=6)
+    flat = VideoClipDataset(tmp_path, frames=4, size=16)
+    assert flat.class_names == () and flat.labels == []

@@ -101,3 +101,47 @@ def test_analytic_flops_match_fvcore(tiny_net, res):
         measured = _fvcore_flops(tiny_net.extract(arch), (torch.randn(1, 3, 8, res, res), torch.tensor([1.0])))
         analytic = space.flops(arch)[0]
         assert abs(analytic - measured) / measured < 0.02, (arch, analytic, measured)
+
+
+def _conditional(classes: int = 6):
+    from sned.supernet.space import SearchSpace, load_experiment, parse_space_spec
+
+    section = dict(load_experiment("tiny")[0]["space"]) | {"classes": classes, "resolutions": [32]}
+    return SearchSpace(parse_space_spec(section, "conditional"))
+
+
+def test_class_labels_condition_every_subnet_and_survive_extraction():
+    space = _conditional()
+    torch.manual_seed(0)
+    net = Supernet(space).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, t = torch.randn(3, 3, 8, 32, 32), torch.tensor([5.0, 400.0, 800.0])
+    labels, null = torch.tensor([0, 3, 5]), torch.full((3,), space.spec.classes)
+    for arch in (space.largest(32), space.smallest(32)):
+        with torch.no_grad():
+            conditional = net(x, t, arch, labels=labels)
+            assert torch.allclose(net.extract(arch)(x, t, labels=labels), conditional, atol=1e-5, rtol=0)
+            assert torch.equal(net.bind(arch)(x, t, labels=labels), conditional)
+            assert torch.equal(net(x, t, arch), net(x, t, arch, labels=null))  # no labels: the null label
+            assert not torch.allclose(conditional, net(x, t, arch, labels=null))
+    # the class embedding (with its null row) is a fixed part: counted once, exactly
+    counts = [sum(p.numel() for p in net.extract(a).parameters()) for a in (space.largest(32), space.smallest(32))]
+    assert counts == space.params([space.largest(32), space.smallest(32)]).tolist()
+    assert space.fixed_params() - _conditional(0).fixed_params() == 7 * space.spec.time_embed_dim
+
+
+def test_labels_are_refused_by_an_unconditional_space_and_checked_for_shape():
+    plain = Supernet(_conditional(0))
+    x, t = torch.randn(2, 3, 8, 32, 32), torch.tensor([5.0, 400.0])
+    with pytest.raises(ValueError, match="unconditional"):
+        plain(x, t, plain.space.largest(32), labels=torch.tensor([0, 1]))
+    conditional = Supernet(_conditional())
+    with pytest.raises(ValueError, match="class indices"):
+        conditional(x, t, conditional.space.largest(32), labels=torch.tensor([0, 1, 2]))
+
+
+def test_classes_change_the_space_hash_only_when_set():
+    assert "classes" not in _conditional(0).to_dict()
+    assert _conditional(6).to_dict()["classes"] == 6 and _conditional(6).hash != _conditional(0).hash

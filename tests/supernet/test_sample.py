@@ -81,3 +81,56 @@ def test_arch_json_and_bad_input(run_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "not a JSON arch" in err[0] and "48" in err[1] and "not found" in err[2]
     assert not (tmp_path / "b").exists()
+
+
+def test_guidance_mixes_the_conditional_and_the_null_prediction():
+    from sned.supernet.space import SearchSpace, load_experiment, parse_space_spec
+
+    section = dict(load_experiment("tiny")[0]["space"]) | {"classes": 3, "resolutions": [32]}
+    space = SearchSpace(parse_space_spec(section, "conditional"))
+    torch.manual_seed(0)
+    net = Supernet(space).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    arch = space.smallest(32)
+    null = [3, 3, 3, 3]
+    # w = 0 is the unconditional model, w = 1 the conditional one; the default labels cycle the classes
+    unconditional = generate(net, arch, 4, 2, seed=1, labels=null)
+    assert torch.allclose(generate(net, arch, 4, 2, seed=1, guidance=0.0), unconditional, atol=1e-5)
+    cycled = generate(net, arch, 4, 2, seed=1)
+    assert torch.allclose(cycled, generate(net, arch, 4, 2, seed=1, labels=[0, 1, 2, 0]), atol=1e-6)
+    assert not torch.allclose(cycled, unconditional, atol=1e-4)
+    guided = generate(net, arch, 4, 2, seed=1, guidance=3.0)
+    assert not torch.allclose(guided, cycled, atol=1e-4)
+    with pytest.raises(ValueError, match="labels"):
+        generate(net, arch, 4, 2, seed=1, labels=[0, 1, 2, 4])
+
+
+def test_class_flag_errors_are_one_line(tmp_path, capsys):
+    from sned.supernet.space import SearchSpace, load_experiment, parse_space_spec
+
+    section = dict(load_experiment("tiny")[0]["space"]) | {"classes": 0, "resolutions": [32]}
+    space = SearchSpace(parse_space_spec(section, "unconditional"))
+    net = Supernet(space)
+    state = {"experiment": "tiny", "space": space.to_dict(), "space_hash": space.hash, "seed": 0,
+             "config": {"prediction": "v"}}
+    save_checkpoint(tmp_path / "run", 1, net, net, torch.optim.AdamW(net.parameters()), state)
+    # an unconditional checkpoint: --class and --guidance are refused with exit code 2
+    for flag in (["--class", "SlidingStripes"], ["--guidance", "2"]):
+        code = sned(["sample", str(tmp_path / "run"), "--largest", "--res", "32", "--n", "1", "--steps", "1",
+                     "--out", str(tmp_path / "x"), *flag])
+        err = capsys.readouterr().err
+        assert code == 2 and "unconditional" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_class_labels_names_and_errors():
+    from sned.supernet.errors import UserError
+    from sned.supernet.sample import class_labels
+
+    names = ["A", "B", "C"]
+    assert class_labels(3, names, 4) == ([0, 1, 2, 0], ["A", "B", "C", "A"])
+    assert class_labels(3, names, 2, "C") == ([2, 2], ["C", "C"])
+    assert class_labels(0, [], 2) == (None, [])
+    with pytest.raises(UserError, match="valid: A, B, C"):
+        class_labels(3, names, 2, "D")

@@ -319,3 +319,41 @@ def test_a_short_run_uses_spatial_context(tmp_path):
     print(f"held-out loss at t=200: largest {final['largest']:.4f}, smallest {final['smallest']:.4f}, per-pixel "
           f"{per_pixel:.4f}; {time.perf_counter() - began:.0f} s wall")
     assert max(final.values()) <= 0.6 * per_pixel
+
+
+def test_a_class_conditional_run_learns_from_class_folders_and_samples_by_class(setup, tmp_path, capsys):
+    text = MINI.format(name="cond", width=64).replace("  time_embed_dim: 64\n", "  time_embed_dim: 64\n  classes: 6\n")
+    (tmp_path / "cond.yaml").write_text(text)
+    train(TrainSettings(str(tmp_path / "cond.yaml"), str(setup / "data"), str(tmp_path / "run"), progress=False))
+    net, info = load_supernet(tmp_path / "run")
+    from sned.supernet.data import CLASS_NAMES
+
+    assert info["class_names"] == sorted(CLASS_NAMES) and net.space.spec.classes == 6
+    assert net.time_embed.label.weight.shape == (7, 64)
+    out = tmp_path / "stripes"
+    assert sned(["sample", str(tmp_path / "run"), "--smallest", "--n", "2", "--steps", "1", "--class",
+                 "SlidingStripes", "--guidance", "2", "--out", str(out)]) == 0
+    import json
+
+    meta = json.loads((out / "samples.json").read_text())
+    assert meta["classes"] == ["SlidingStripes"] * 2 and meta["guidance"] == 2.0
+    capsys.readouterr()
+    err = _one_line_error(capsys, ["sample", str(tmp_path / "run"), "--smallest", "--n", "1", "--class", "Cats",
+                                   "--out", str(tmp_path / "cats")])
+    assert "valid: BouncingShapes" in err
+    # a space with another number of classes than the data's class folders is refused before any write
+    (tmp_path / "three.yaml").write_text(text.replace("classes: 6", "classes: 3").replace("name: cond", "name: three"))
+    err = _one_line_error(capsys, ["train", str(tmp_path / "three.yaml"), "--data", str(setup / "data"),
+                                   "--out", str(tmp_path / "three")])
+    assert "6 class folders" in err and not (tmp_path / "three").exists()
+
+
+def test_label_dropout_replaces_labels_by_the_null_label():
+    from sned.supernet.train import drop_labels
+
+    labels = torch.arange(10_000) % 6
+    dropped = drop_labels(labels, 6, 0.1, seed=3)
+    share = float((dropped == 6).float().mean())
+    assert 0.09 < share < 0.11 and torch.equal(dropped[dropped != 6], labels[dropped != 6])
+    assert torch.equal(drop_labels(labels, 6, 0.1, seed=3), dropped)  # seeded
+    assert drop_labels(labels, 0, 0.1, seed=3) is None
