@@ -59,6 +59,7 @@ second-pass rows live in the metadata (``noise_floor.rows``), not as duplicate t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -70,7 +71,8 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,14 +284,22 @@ class TrialSettings:
 
 
 # Worker-side cache: a reused Ray actor (or a plain Python caller) loads the supernet and the I3D
-# extractor once per process, not once per trial. Keys name exactly what was loaded.
-_WORKER_CACHE: dict[tuple, Any] = {}
+# extractor once per process, not once per trial. Keys name exactly what was loaded. It is an LRU of
+# at most WORKER_CACHE_SIZE entries (a supernet, an extractor and a few held-out sets), so a
+# long-lived caller that evaluates many checkpoints keeps only the recent ones.
+WORKER_CACHE_SIZE = 8
+_WORKER_CACHE: OrderedDict[tuple, Any] = OrderedDict()
 
 
-def _cached(key: tuple, build: Callable[[], Any]) -> Any:
-    if key not in _WORKER_CACHE:
-        _WORKER_CACHE[key] = build()
-    return _WORKER_CACHE[key]
+def _cached(key: tuple, build: Callable[[], Any], size: int = WORKER_CACHE_SIZE) -> Any:
+    if key in _WORKER_CACHE:
+        _WORKER_CACHE.move_to_end(key)
+        return _WORKER_CACHE[key]
+    value = build()
+    _WORKER_CACHE[key] = value
+    while len(_WORKER_CACHE) > max(1, size):
+        _WORKER_CACHE.popitem(last=False)
+    return value
 
 
 def _supernet(settings: TrialSettings) -> torch.nn.Module:
@@ -406,13 +416,17 @@ def run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> dic
         ``generate_seconds``, ``features_seconds``, ``loss_seconds``, ``started_at`` (Unix time) and
         ``worker`` (``host:pid``).
     """
-    import torch
+    from sned.supernet.threads import torch_threads
 
+    with torch_threads(max(1, int(settings.threads))):  # the caller's count comes back afterwards
+        return _run_trial(spec, settings, real)
+
+
+def _run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> dict[str, Any]:
     from sned.predictors.fvd import frechet_distance, inception_score, kernel_distance
     from sned.supernet.sample import generate
 
     began, started_at = time.perf_counter(), time.time()
-    torch.set_num_threads(max(1, int(settings.threads)))
     net = _supernet(settings)
     extractor = _extractor(settings)
     arch = json.loads(spec.arch)
@@ -903,6 +917,23 @@ def _init_ray(address: str | None, temp_dir: str) -> bool:
     return True
 
 
+RAY_ENVIRON: tuple[str, ...] = ("RAY_DISABLE_USAGE_STATS", "RAY_AIR_NEW_OUTPUT", "RAY_TMPDIR")  # what _init_ray sets
+
+
+@contextlib.contextmanager
+def _environ_restored(keys: Sequence[str]) -> Iterator[None]:
+    """Restore ``os.environ[key]`` for each of ``keys`` (or its absence) when the block exits."""
+    saved = {key: os.environ.get(key) for key in keys}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _table_callback(table: FvdTable, specs: Sequence[TrialSpec], on_row: Callable[[dict[str, Any]], None]):
     """A Tune callback (driver side): each reported trial result becomes a table row, written at once."""
     from ray import tune
@@ -920,6 +951,49 @@ def _table_callback(table: FvdTable, specs: Sequence[TrialSpec], on_row: Callabl
             return (tune.Callback, ())
 
     return TableCallback()
+
+
+def _run_tuner(cfg: EvaluateConfig, specs: Sequence[TrialSpec], trial_settings: TrialSettings,
+               real: Mapping[tuple[int, bool], np.ndarray], table: FvdTable, rows: list[dict[str, Any]],
+               result: EvaluateResult, temp_dir: str) -> None:
+    """Run ``specs`` as Ray Tune trials (Ray started here unless already running); rows go to ``table``."""
+    started = _init_ray(cfg.address, temp_dir)
+    try:
+        from ray import tune
+        from tqdm import tqdm
+
+        with tqdm(total=len(specs), desc="sampled-FVD trials", unit="trial", disable=not cfg.progress,
+                  file=sys.stderr) as bar:
+            def on_row(row: dict[str, Any]) -> None:
+                rows.append(row)
+                bar.update(1)
+
+            trainable = tune.with_resources(
+                tune.with_parameters(_tune_trial, specs=specs, settings=trial_settings, real=real),
+                {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"index": tune.grid_search(list(range(len(specs))))},
+                tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=cfg.concurrency),
+                run_config=tune.RunConfig(
+                    name="sned-evaluate", storage_path=os.path.join(temp_dir, "tune"), verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=2),
+                    callbacks=[_table_callback(table, specs, on_row)]),
+            )
+            grid = tuner.fit()
+        for trial_result in grid:
+            if trial_result.error is not None:
+                index = trial_result.config.get("index") if trial_result.config else None
+                spec = specs[index] if index is not None else None
+                what = f"{arch_summary(json.loads(spec.arch))} ({spec.arch_id})" if spec else "a trial"
+                reason = (str(trial_result.error).strip().splitlines() or [type(trial_result.error).__name__])[-1]
+                result.failed.append(f"{what}: {reason[:300]}")
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
@@ -1021,48 +1095,8 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     # 3. The trials, on Ray Tune; rows are written by the callback as results arrive.
     rows: list[dict[str, Any]] = []
     temp_dir = tempfile.mkdtemp(prefix="sned-ray-")  # short: Ray's socket paths must stay under 107 bytes
-    old_ray_tmpdir = os.environ.get("RAY_TMPDIR")
-    started = _init_ray(cfg.address, temp_dir)
-    try:
-        from ray import tune
-        from tqdm import tqdm
-
-        with tqdm(total=len(specs), desc="sampled-FVD trials", unit="trial", disable=not cfg.progress,
-                  file=sys.stderr) as bar:
-            def on_row(row: dict[str, Any]) -> None:
-                rows.append(row)
-                bar.update(1)
-
-            trainable = tune.with_resources(
-                tune.with_parameters(_tune_trial, specs=specs, settings=trial_settings, real=real),
-                {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"index": tune.grid_search(list(range(len(specs))))},
-                tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=cfg.concurrency),
-                run_config=tune.RunConfig(
-                    name="sned-evaluate", storage_path=os.path.join(temp_dir, "tune"), verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=2),
-                    callbacks=[_table_callback(table, specs, on_row)]),
-            )
-            grid = tuner.fit()
-        for trial_result in grid:
-            if trial_result.error is not None:
-                index = trial_result.config.get("index") if trial_result.config else None
-                spec = specs[index] if index is not None else None
-                what = f"{arch_summary(json.loads(spec.arch))} ({spec.arch_id})" if spec else "a trial"
-                reason = (str(trial_result.error).strip().splitlines() or [type(trial_result.error).__name__])[-1]
-                result.failed.append(f"{what}: {reason[:300]}")
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-        if old_ray_tmpdir is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = old_ray_tmpdir
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with _environ_restored(RAY_ENVIRON):  # _init_ray's settings do not outlive the run
+        _run_tuner(cfg, specs, trial_settings, real, table, rows, result, temp_dir)
     import pandas as pd
 
     main_rows = [r for r in rows if not r["noise"]]

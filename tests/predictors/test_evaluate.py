@@ -581,3 +581,31 @@ def test_checkpoint_path_is_made_absolute_for_the_ray_workers(tmp_path, tiny, mo
     monkeypatch.chdir(tmp_path)
     ckpt, info = _checkpoint(tiny, "run")
     assert ckpt.is_absolute() and ckpt.is_dir() and info["step"] >= 0
+
+
+def test_worker_cache_is_a_bounded_lru():
+    from sned.predictors import evaluate as ev
+
+    saved = dict(ev._WORKER_CACHE)
+    ev._WORKER_CACHE.clear()
+    try:
+        built = []
+        for key in ["a", "b", "a", "c", "d"]:
+            ev._cached((key,), lambda k=key: built.append(k) or k.upper(), size=2)
+        assert built == ["a", "b", "c", "d"]  # "a" came from the cache the second time
+        assert list(ev._WORKER_CACHE) == [("c",), ("d",)]  # the least recently used went first
+        assert ev._cached(("a",), lambda: "rebuilt", size=2) == "rebuilt" and len(ev._WORKER_CACHE) == 2
+    finally:
+        ev._WORKER_CACHE.clear()
+        ev._WORKER_CACHE.update(saved)
+
+
+def test_ray_environment_settings_do_not_outlive_the_block(monkeypatch):
+    from sned.predictors.evaluate import RAY_ENVIRON, _environ_restored
+
+    monkeypatch.setenv("RAY_TMPDIR", "/users/own")
+    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
+    with _environ_restored(RAY_ENVIRON):
+        os.environ["RAY_TMPDIR"] = "/tmp/sned-ray-x"
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    assert os.environ["RAY_TMPDIR"] == "/users/own" and "RAY_AIR_NEW_OUTPUT" not in os.environ
