@@ -1,6 +1,7 @@
 """Search-service figures: request latency of ``sned serve`` under N concurrent clients, on loopback.
 
     python benchmarks/serve.py [--clients 16] [--requests 50] [--uncached 4]
+    python benchmarks/serve.py --soak 120 [--clients 16] [--new-share 0.2] [--cache-size 32]
 
 Starts ``sned serve`` in its own process on a free 127.0.0.1 port (traffic never leaves the
 machine), then runs two phases with ``--clients`` threads, each with its own keep-alive connection:
@@ -10,6 +11,13 @@ machine), then runs two phases with ``--clients`` threads, each with its own kee
 2. uncached: every request is a new search (a distinct budget, so a distinct cache key;
    ``--uncached`` per client); the server runs ``--max-searches`` at once and queues the rest,
    so these latencies include the wait.
+
+``--soak SECONDS`` instead runs one time-bounded phase: every client loops until the deadline (and
+at most 100,000 requests), sending the cached search or, with probability ``--new-share``, a new
+one (a fresh budget: a real search that the server then caches). The server runs with a small
+``--cache-size`` (and ``--known-archs``) so its caches fill within the soak; the server's RSS
+(``/proc/PID/status``) is sampled every 5 s and printed at the start, the end and its peak, per
+quarter of the soak: once the caches are full it must stop growing.
 
 Prints p50/p99/max latency (ms), throughput and errors (non-200 answers or failed connections) per
 phase, and the handler's own time (``Server-Timing``), which tells the service's cost from queueing
@@ -38,9 +46,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(port: int, max_searches: int) -> subprocess.Popen:
+def _start_server(port: int, max_searches: int, extra: list[str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "sned.search.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--max-searches", str(max_searches), "--log-level", "warning"]
+           "--max-searches", str(max_searches), "--log-level", "warning", *(extra or [])]
     env = {k: v for k, v in os.environ.items() if k != "SNED_TOKEN"}  # loopback needs none
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -100,13 +108,69 @@ def _phase(url: str, clients: int, bodies_per_client: list[list[dict]]) -> dict:
             "server_p50": statistics.median(server_ms) if server_ms else float("nan")}
 
 
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _soak(url: str, pid: int, clients: int, seconds: float, new_share: float, base: dict) -> dict:
+    """All clients loop until the deadline, mixing the cached search and new ones; RSS sampled every 5 s."""
+    import random
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(1, 10**9))  # distinct budgets for the new searches (next() is atomic enough here)
+    deadline = time.monotonic() + seconds
+    rss: list[tuple[float, float]] = [(0.0, _rss_mb(pid))]
+    began = time.monotonic()
+
+    def client(seed: int) -> None:
+        rng, mine, bad = random.Random(seed), [], []
+        with httpx.Client(base_url=url, timeout=300) as c:
+            while time.monotonic() < deadline and len(mine) < 100_000:
+                body = {**base, "budget_ms": 200 + 0.001 * next(counter)} if rng.random() < new_share else base
+                t0 = time.perf_counter()
+                try:
+                    r = c.post("/search", json=body)
+                    if r.status_code != 200:
+                        bad.append(f"{r.status_code}: {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    bad.append(f"{type(exc).__name__}: {exc}")
+                mine.append((time.perf_counter() - t0) * 1e3)
+        with lock:
+            latencies.extend(mine)
+            errors.extend(bad)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(5)
+        rss.append((time.monotonic() - began, _rss_mb(pid)))
+    for t in threads:
+        t.join()
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return {"n": len(ordered), "p50": statistics.median(ordered), "p99": p99, "max": ordered[-1],
+            "rps": len(ordered) / (time.monotonic() - began), "errors": errors, "rss": rss}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default: 16)")
     parser.add_argument("--requests", type=int, default=50, help="cached requests per client (default: 50)")
     parser.add_argument("--uncached", type=int, default=4, help="uncached searches per client (default: 4)")
     parser.add_argument("--max-searches", type=int, default=2, help="the server's concurrent searches (default: 2)")
+    parser.add_argument("--soak", type=float, help="run one mixed phase for this many seconds (at most 3600)")
+    parser.add_argument("--new-share", type=float, default=0.2, help="soak: share of new searches (default: 0.2)")
+    parser.add_argument("--cache-size", type=int, default=32, help="soak: the server's --cache-size (default: 32)")
     args = parser.parse_args(argv)
+    if args.soak is not None and not (0 < args.soak <= 3600 and 0 <= args.new_share <= 1):
+        parser.error("--soak must be in (0, 3600] seconds and --new-share in [0, 1]")
     for name in ("clients", "requests", "uncached", "max_searches"):
         if not 1 <= getattr(args, name) <= 1000:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 1000")
@@ -118,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}"
     print(f"sned serve on {url} ({'analytic cost model: tiny has no predictor yet' if analytic else 'bundled table + predictor'}); "
           f"{args.clients} clients, {os.cpu_count()} CPUs")
+    if args.soak is not None:
+        return _run_soak(args, url, port, base)
     server = _start_server(port, args.max_searches)
     try:
         warm = httpx.post(f"{url}/search", json=base, timeout=300)
@@ -145,6 +211,31 @@ def main(argv: list[str] | None = None) -> int:
     ok = cached["p50"] < 5.0 and not cached["errors"] and not results["uncached"]["errors"]
     print(f"goal (cached p50 < 5 ms, zero errors at {args.clients} clients): {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
+
+
+def _run_soak(args: argparse.Namespace, url: str, port: int, base: dict) -> int:
+    server = _start_server(port, args.max_searches, ["--cache-size", str(args.cache_size),
+                                                      "--known-archs", str(8 * args.cache_size)])
+    try:
+        warm = httpx.post(f"{url}/search", json=base, timeout=300)
+        if warm.status_code != 200:
+            raise SystemExit(f"warm-up search failed: {warm.status_code} {warm.text[:300]}")
+        r = _soak(url, server.pid, args.clients, args.soak, args.new_share, base)
+        health = httpx.get(f"{url}/health").json()
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"soak {args.soak:.0f} s, {args.clients} clients, {args.new_share:.0%} new searches, server --cache-size "
+          f"{args.cache_size}: {r['n']} requests, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, max {r['max']:.0f} ms, "
+          f"{r['rps']:.1f} req/s, {len(r['errors'])} errors")
+    for err in r["errors"][:3]:
+        print(f"  error: {err}")
+    rss = r["rss"]
+    quarters = [rss[min(len(rss) - 1, round(q * (len(rss) - 1) / 4))] for q in range(5)]
+    print("server RSS (MB) at " + ", ".join(f"{t:.0f} s {mb:.0f}" for t, mb in quarters)
+          + f"; peak {max(mb for _, mb in rss):.0f}")
+    print(f"server: {health['searches_run']} searches run, {health['cached']} answers cached")
+    return 0 if not r["errors"] else 1
 
 
 if __name__ == "__main__":
