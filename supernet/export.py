@@ -145,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     arch, row = find_front_member(args.pareto, args.arch_id)
-    predicted = {k: row[k] for k in ("latency_ms", "fvd_pred", "fvd_std", "params", "gflops") if k in row}
+    predicted = {k: row[k] for k in ("latency_ms", "fvd_pred", "fvd_std", "loss_pred", "loss_std", "params", "gflops") if k in row}
     out = export_subnet(args.ckpt, arch, args.out, ema=not args.raw,
                         extra={"search_run": str(Path(args.pareto).resolve()), "predicted": predicted})
     config = json.loads((out / CONFIG).read_text())
