@@ -64,6 +64,28 @@ def _start_server(port: int, max_searches: int, extra: list[str] | None = None) 
     raise SystemExit("sned serve did not answer /health within 60 s")
 
 
+def _post(client: httpx.Client, body: dict, errors: list[str], server_ms: list[float] | None = None) -> float:
+    """One ``POST /search``; returns its latency in ms, records a failure in ``errors`` and the
+    handler's own time (``Server-Timing``) in ``server_ms``."""
+    t0 = time.perf_counter()
+    try:
+        r = client.post("/search", json=body)
+        if r.status_code != 200:
+            errors.append(f"{r.status_code}: {r.text[:200]}")
+        timing = r.headers.get("server-timing", "")
+        if server_ms is not None and "dur=" in timing:
+            server_ms.append(float(timing.split("dur=")[1]))
+    except httpx.HTTPError as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _percentiles(latencies: list[float]) -> dict:
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return {"n": len(ordered), "p50": statistics.median(ordered), "p99": p99, "max": ordered[-1]}
+
+
 def _phase(url: str, clients: int, bodies_per_client: list[list[dict]]) -> dict:
     """Send each client's bodies in order, all clients at once; latency per request in ms."""
     latencies: list[float] = []
@@ -77,17 +99,7 @@ def _phase(url: str, clients: int, bodies_per_client: list[list[dict]]) -> dict:
         with httpx.Client(base_url=url, timeout=300) as c:
             start.wait()
             for body in bodies:
-                t0 = time.perf_counter()
-                try:
-                    r = c.post("/search", json=body)
-                    if r.status_code != 200:
-                        bad.append(f"{r.status_code}: {r.text[:200]}")
-                    timing = r.headers.get("server-timing", "")
-                    if "dur=" in timing:
-                        own.append(float(timing.split("dur=")[1]))
-                except httpx.HTTPError as exc:
-                    bad.append(f"{type(exc).__name__}: {exc}")
-                mine.append((time.perf_counter() - t0) * 1e3)
+                mine.append(_post(c, body, bad, own))
         with lock:
             latencies.extend(mine)
             server_ms.extend(own)
@@ -101,10 +113,7 @@ def _phase(url: str, clients: int, bodies_per_client: list[list[dict]]) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-    return {"n": len(ordered), "p50": statistics.median(ordered), "p99": p99, "max": ordered[-1],
-            "rps": len(ordered) / wall, "errors": errors,
+    return {**_percentiles(latencies), "rps": len(latencies) / wall, "errors": errors,
             "server_p50": statistics.median(server_ms) if server_ms else float("nan")}
 
 
@@ -133,14 +142,7 @@ def _soak(url: str, pid: int, clients: int, seconds: float, new_share: float, ba
         with httpx.Client(base_url=url, timeout=300) as c:
             while time.monotonic() < deadline and len(mine) < 100_000:
                 body = {**base, "budget_ms": 200 + 0.001 * next(counter)} if rng.random() < new_share else base
-                t0 = time.perf_counter()
-                try:
-                    r = c.post("/search", json=body)
-                    if r.status_code != 200:
-                        bad.append(f"{r.status_code}: {r.text[:200]}")
-                except httpx.HTTPError as exc:
-                    bad.append(f"{type(exc).__name__}: {exc}")
-                mine.append((time.perf_counter() - t0) * 1e3)
+                mine.append(_post(c, body, bad))
         with lock:
             latencies.extend(mine)
             errors.extend(bad)
@@ -153,10 +155,8 @@ def _soak(url: str, pid: int, clients: int, seconds: float, new_share: float, ba
         rss.append((time.monotonic() - began, _rss_mb(pid)))
     for t in threads:
         t.join()
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-    return {"n": len(ordered), "p50": statistics.median(ordered), "p99": p99, "max": ordered[-1],
-            "rps": len(ordered) / (time.monotonic() - began), "errors": errors, "rss": rss}
+    return {**_percentiles(latencies), "rps": len(latencies) / (time.monotonic() - began), "errors": errors,
+            "rss": rss}
 
 
 def main(argv: list[str] | None = None) -> int:
