@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = resources.files("sned.experiments") / "tiny"
     analytic = not any((folder / name).is_file() for name in ("predictor.npz", "predictor.json"))
-    base = {"experiment": "tiny", "budget_ms": 200, "res": [128], **({"analytic": True} if analytic else {})}
+    base = {"experiment": "tiny", "budget_ms": 200, "resolutions": [128], **({"analytic": True} if analytic else {})}
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     print(f"sned serve on {url} ({'analytic cost model: tiny has no predictor yet' if analytic else 'bundled table + predictor'}); "

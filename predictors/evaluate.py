@@ -59,7 +59,6 @@ second-pass rows live in the metadata (``noise_floor.rows``), not as duplicate t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import logging
@@ -72,7 +71,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +79,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sned.supernet.errors import UserError
+from sned.supernet.ray_start import start_ray
 from sned.supernet.space import Arch, SearchSpace, SpaceError, arch_id, arch_summary, canonical_json
 
 if TYPE_CHECKING:  # torch and pandas load lazily: the CLI parses and checks input before importing them
@@ -898,42 +898,6 @@ def _check_data(space: SearchSpace, data: str, real_videos: int, seed: int, clas
     return dataset
 
 
-def _init_ray(address: str | None, temp_dir: str) -> bool:
-    """Connect to ``address`` or start Ray locally; returns whether this call started it (to shut down)."""
-    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic output engine is silent at verbose=0
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-    else:
-        # One local node sized from this machine; the dashboard costs memory and a port for nothing here.
-        # RAY_TMPDIR too: the workers inherit it, so nothing of this run lands in the shared /tmp/ray.
-        os.environ["RAY_TMPDIR"] = temp_dir
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _temp_dir=temp_dir,
-                 logging_level=logging.ERROR, log_to_driver=False)
-    return True
-
-
-RAY_ENVIRON: tuple[str, ...] = ("RAY_DISABLE_USAGE_STATS", "RAY_AIR_NEW_OUTPUT", "RAY_TMPDIR")  # what _init_ray sets
-
-
-@contextlib.contextmanager
-def _environ_restored(keys: Sequence[str]) -> Iterator[None]:
-    """Restore ``os.environ[key]`` for each of ``keys`` (or its absence) when the block exits."""
-    saved = {key: os.environ.get(key) for key in keys}
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _table_callback(table: FvdTable, specs: Sequence[TrialSpec], on_row: Callable[[dict[str, Any]], None]):
     """A Tune callback (driver side): each reported trial result becomes a table row, written at once."""
     from ray import tune
@@ -957,7 +921,8 @@ def _run_tuner(cfg: EvaluateConfig, specs: Sequence[TrialSpec], trial_settings: 
                real: Mapping[tuple[int, bool], np.ndarray], table: FvdTable, rows: list[dict[str, Any]],
                result: EvaluateResult, temp_dir: str) -> None:
     """Run ``specs`` as Ray Tune trials (Ray started here unless already running); rows go to ``table``."""
-    started = _init_ray(cfg.address, temp_dir)
+    # The classic Tune output engine is silent at verbose=0; one node sized from this machine.
+    session = start_ray(cfg.address, num_cpus=os.cpu_count(), environ={"RAY_AIR_NEW_OUTPUT": "0"})
     try:
         from ray import tune
         from tqdm import tqdm
@@ -989,11 +954,7 @@ def _run_tuner(cfg: EvaluateConfig, specs: Sequence[TrialSpec], trial_settings: 
                 reason = (str(trial_result.error).strip().splitlines() or [type(trial_result.error).__name__])[-1]
                 result.failed.append(f"{what}: {reason[:300]}")
     finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        session.stop()
 
 
 def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
@@ -1094,9 +1055,11 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
 
     # 3. The trials, on Ray Tune; rows are written by the callback as results arrive.
     rows: list[dict[str, Any]] = []
-    temp_dir = tempfile.mkdtemp(prefix="sned-ray-")  # short: Ray's socket paths must stay under 107 bytes
-    with _environ_restored(RAY_ENVIRON):  # _init_ray's settings do not outlive the run
+    temp_dir = tempfile.mkdtemp(prefix="sned-tune-")  # the Tune experiment's folder, removed afterwards
+    try:
         _run_tuner(cfg, specs, trial_settings, real, table, rows, result, temp_dir)
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
     import pandas as pd
 
     main_rows = [r for r in rows if not r["noise"]]

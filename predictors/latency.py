@@ -16,16 +16,18 @@ the same block inside a network).
 (the frame count and head size are properties of the space, and heads = c_out / head_dim):
 
 =========  ==================================================================================
-kind       one of :data:`KINDS` (the space's block kinds plus ``time_embed``, the fixed part)
+kind       a registered block kind (``sned.supernet.blocks``), or ``time_embed``, the fixed part
 c_in       input channels (for a decoder block 0: up-path + skip channels, concatenated)
 c_out      output channels
 c_skip     the skip segment of a decoder block 0's input (0 elsewhere): its row times the
            ``torch.cat`` of the skip concatenation together with the block
-size       the spatial side of the block's input (the output side for ``up``)
+size       the block's :attr:`~sned.supernet.blocks.Slot.size`: the side of its stage's grid
 =========  ==================================================================================
 
+A block kind gives its key (``BlockKind.latency_key``; the default is the slot's widths and side).
 Each key packs into one int64 (:func:`pack_keys`), so a population's look-up is one
-``np.searchsorted`` per block slot over the sorted codes, never a per-row pandas ``.loc``.
+``np.searchsorted`` per block slot over the sorted codes, never a per-row pandas ``.loc``. The
+packed codes live in memory only (files store the kind's name), so they may change between versions.
 
 **Statistic.** Every row stores the median, IQR and minimum of its timed samples; the table's
 ``meta["statistic"]`` (``median``, the default, or ``min``) says which one :meth:`LatencyTable.predict`
@@ -50,13 +52,13 @@ from typing import Any
 
 import numpy as np
 
+from sned.supernet.blocks import Slot, get_kind, kind_code, kind_names, kind_of_code
 from sned.supernet.errors import UserError
-from sned.supernet.space import BLOCK_KINDS, Arch, SearchSpace, Slot
+from sned.supernet.space import Arch, SearchSpace
 
 FORMAT = "sned-latency-table"
 FORMAT_VERSION = 1
 META_KEY = b"sned.latency"
-KINDS: tuple[str, ...] = (*BLOCK_KINDS, "time_embed")
 FIXED_KINDS: tuple[str, ...] = ("time_embed",)  # measured once per table, shared by every subnet
 
 # column -> numpy dtype of the parquet file (checked on load; "str" is a pyarrow string column)
@@ -69,8 +71,30 @@ COLUMNS: dict[str, str] = {
 KEY_COLUMNS: tuple[str, ...] = ("kind", "c_in", "c_out", "c_skip", "size")
 STATISTICS: tuple[str, ...] = ("median", "min")  # meta["statistic"]: which column predict() sums
 
-# Bit widths of the packed key: kind | c_in | c_out | c_skip | size (3 + 16 + 16 + 16 + 12 = 63 bits).
-_BITS = (("c_in", 16), ("c_out", 16), ("c_skip", 16), ("size", 12))
+# Bit widths of the packed key: kind | c_in | c_out | c_skip | size (5 + 16 + 15 + 15 + 12 = 63 bits).
+# Block kinds take codes from 0 up (registration order), the fixed kinds from the top down.
+_KIND_BITS = 5
+_BITS = (("c_in", 16), ("c_out", 15), ("c_skip", 15), ("size", 12))
+
+
+def kinds() -> tuple[str, ...]:
+    """Every kind a table row may have: the registered block kinds, then :data:`FIXED_KINDS`."""
+    return (*kind_names(), *FIXED_KINDS)
+
+
+def _kind_code(kind: str) -> int:
+    if kind in FIXED_KINDS:
+        return (1 << _KIND_BITS) - 1 - FIXED_KINDS.index(kind)
+    code = kind_code(kind)
+    if code >= (1 << _KIND_BITS) - len(FIXED_KINDS):
+        raise UserError(f"block kind {kind!r} has code {code}: latency keys hold "
+                        f"{(1 << _KIND_BITS) - len(FIXED_KINDS)} block kinds")
+    return code
+
+
+def _kind_name(code: int) -> str:
+    top = (1 << _KIND_BITS) - 1
+    return FIXED_KINDS[top - code] if code > top - len(FIXED_KINDS) else kind_of_code(code)
 
 
 # ----------------------------------------------------------------------------- keys
@@ -92,18 +116,20 @@ class BlockKey:
 
     @property
     def code(self) -> int:
-        return int(pack_keys(np.array([KINDS.index(self.kind)]), np.array([self.c_in]), np.array([self.c_out]),
+        return int(pack_keys(np.array([_kind_code(self.kind)]), np.array([self.c_in]), np.array([self.c_out]),
                              np.array([self.c_skip]), np.array([self.size]))[0])
 
 
 def pack_keys(kind: np.ndarray, c_in: np.ndarray, c_out: np.ndarray, c_skip: np.ndarray,
               size: np.ndarray) -> np.ndarray:
-    """Pack key columns (kind as an index into :data:`KINDS`) into int64 codes, vectorised.
+    """Pack key columns (kind as its code: the block kind's registration index) into int64 codes, vectorised.
 
     Raises:
         UserError: a value does not fit its bit field (a space far beyond any UNet here).
     """
     code = np.asarray(kind, dtype=np.int64)
+    if code.size and (code.min() < 0 or code.max() >= 1 << _KIND_BITS):
+        raise UserError(f"latency key kind code {int(code.max())} does not fit the table's {_KIND_BITS}-bit field")
     for (name, bits), values in zip(_BITS, (c_in, c_out, c_skip, size), strict=True):
         values = np.asarray(values, dtype=np.int64)
         if values.size and (values.min() < 0 or values.max() >= 1 << bits):
@@ -118,13 +144,13 @@ def unpack_key(code: int) -> BlockKey:
     for name, bits in reversed(_BITS):
         values[name] = int(code & ((1 << bits) - 1))
         code >>= bits
-    return BlockKey(KINDS[int(code)], values["c_in"], values["c_out"], values["c_skip"], values["size"])
+    return BlockKey(_kind_name(int(code)), values["c_in"], values["c_out"], values["c_skip"], values["size"])
 
 
 def slot_codes(slot: Slot) -> np.ndarray:
-    """The packed key of ``slot`` for every arch of its population, ``(n,)`` int64."""
-    c_skip = slot.segments[1] if len(slot.segments) == 2 else np.zeros_like(slot.c_in)
-    return pack_keys(np.full(slot.c_in.shape, KINDS.index(slot.kind)), slot.c_in, slot.c_out, c_skip, slot.size)
+    """The packed key of ``slot`` for every arch of its population (its kind's ``latency_key``), ``(n,)`` int64."""
+    c_in, c_out, c_skip, size = get_kind(slot.kind).latency_key(slot)
+    return pack_keys(np.full(slot.c_in.shape, _kind_code(slot.kind)), c_in, c_out, c_skip, size)
 
 
 def fixed_keys(space: SearchSpace) -> list[BlockKey]:
@@ -228,11 +254,13 @@ class LatencyTable:
         self._index()
 
     def _index(self) -> None:
-        kinds = self.rows["kind"].to_numpy(dtype=object)
-        unknown = sorted(set(kinds) - set(KINDS))
+        row_kinds = self.rows["kind"].to_numpy(dtype=object)
+        unknown = sorted(set(row_kinds) - set(kinds()))
         if unknown:
-            raise UserError(f"latency table {self._where()}: unknown block kinds {unknown}; valid: {list(KINDS)}")
-        kind_idx = np.array([KINDS.index(k) for k in kinds], dtype=np.int64)
+            raise UserError(f"latency table {self._where()}: unknown block kinds {unknown}; valid: {list(kinds())} "
+                            f"(register a kind of your own before loading its table)")
+        codes_of = {k: _kind_code(k) for k in set(row_kinds)}
+        kind_idx = np.array([codes_of[k] for k in row_kinds], dtype=np.int64)
         codes = pack_keys(kind_idx, *(self.rows[c].to_numpy(np.int64) for c in KEY_COLUMNS[1:]))
         order = np.argsort(codes, kind="stable")
         self._codes = codes[order]
@@ -452,5 +480,5 @@ def empty_rows():
     return pd.DataFrame({c: pd.Series([], dtype=object if d == "str" else d) for c, d in COLUMNS.items()})
 
 
-__all__ = ["BlockKey", "COLUMNS", "STATISTICS", "FIXED_KINDS", "KEY_COLUMNS", "KINDS", "LatencyTable", "covering_genes",
-           "empty_rows", "enumerate_keys", "fixed_keys", "pack_keys", "slot_codes", "unpack_key"]
+__all__ = ["BlockKey", "COLUMNS", "STATISTICS", "FIXED_KINDS", "KEY_COLUMNS", "LatencyTable", "covering_genes",
+           "empty_rows", "enumerate_keys", "fixed_keys", "kinds", "pack_keys", "slot_codes", "unpack_key"]

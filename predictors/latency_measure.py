@@ -42,7 +42,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sned.predictors.latency import COLUMNS, STATISTICS, BlockKey, LatencyTable, empty_rows, enumerate_keys
+from sned.predictors.latency import (
+    COLUMNS,
+    FIXED_KINDS,
+    STATISTICS,
+    BlockKey,
+    LatencyTable,
+    empty_rows,
+    enumerate_keys,
+)
+from sned.supernet.blocks import LatencyProbe, get_kind, module_key
 from sned.supernet.errors import UserError
 from sned.supernet.model import Supernet
 from sned.supernet.space import Arch, SearchSpace, arch_id, arch_summary
@@ -268,36 +277,16 @@ class Session:
         return torch.randint(0, 1000, (self.settings.batch,), generator=self.generator, device=self.device).float()
 
     def block_callable(self, key: BlockKey, slot_name: str, arch: Arch) -> Callable[[], torch.Tensor]:
-        """One extracted block bound to random inputs of its key's shape."""
-        spec = self.space.spec
-        b, F = self.settings.batch, spec.unet_frames
+        """One extracted block bound to random inputs of its key's shape (its kind's ``latency_call``)."""
         with torch.no_grad():
             temb = self.net.time_embed(self.timesteps())
-        if key.kind == "time_embed":
+        if key.kind in FIXED_KINDS:  # the timestep MLP
             module = copy.deepcopy(self.net.time_embed)  # what SubnetUNet.time_embed holds
             t = self.timesteps()
             return lambda: module(t)
-        block = self.net.blocks[slot_name.replace(".", "_")].extract(self.net.plan(arch)[slot_name]).to(self.dtype)
-        s = key.size
-        if key.kind == "stem":
-            side = s * spec.patch_size
-            x = self.randn(b, spec.unet_channels, F, side, side)
-            return lambda: block(x)
-        if key.kind in ("res", "res_proj"):
-            if key.c_skip:  # decoder block 0: the skip concatenation is part of its cost
-                up, skip = self.randn(b, key.c_in - key.c_skip, F, s, s), self.randn(b, key.c_skip, F, s, s)
-                return lambda: block(torch.cat([up, skip], dim=1), temb)
-            x = self.randn(b, key.c_in, F, s, s)
-            return lambda: block(x, temb)
-        if key.kind == "up":
-            x = self.randn(b, key.c_in, F, s // 2, s // 2)
-            return lambda: block(x)
-        if key.kind == "head":  # the patch features and the full-resolution input of the pixel path
-            side = s * spec.patch_size
-            h, x = self.randn(b, key.c_in, F, s, s), self.randn(b, spec.unet_channels, F, side, side)
-            return lambda: block(h, x, temb)
-        x = self.randn(b, key.c_in, F, s, s)  # attn, down
-        return lambda: block(x)
+        block = self.net.blocks[module_key(slot_name)].extract(self.net.plan(arch)[slot_name]).to(self.dtype)
+        probe = LatencyProbe(self.space.spec, self.settings.batch, self.randn, temb)
+        return get_kind(key.kind).latency_call(block, key, probe)
 
     def subnet_callable(self, arch: Arch) -> Callable[[], torch.Tensor]:
         """The extracted static subnet of ``arch`` bound to a random input (batch, the space's frames)."""
@@ -430,13 +419,12 @@ def _rows(part: Sequence[BlockKey], keys: dict, stats: dict[str, np.ndarray], se
           space: SearchSpace):
     import pandas as pd
 
-    head_dim = space.spec.head_dim
     data = {
         "device": [session.label] * len(part), "dtype": [session.settings.dtype] * len(part),
         "batch": session.settings.batch, "frames": space.spec.unet_frames,
         "kind": [k.kind for k in part], "c_in": [k.c_in for k in part], "c_out": [k.c_out for k in part],
         "c_skip": [k.c_skip for k in part], "size": [k.size for k in part],
-        "heads": [k.c_out // head_dim if k.kind == "attn" else 0 for k in part],
+        "heads": [0 if k.kind in FIXED_KINDS else get_kind(k.kind).heads(k.c_out, space.spec) for k in part],
         "median_ms": stats["median_ms"], "iqr_ms": stats["iqr_ms"], "min_ms": stats["min_ms"],
         "repeats": session.settings.repeats, "slot": [keys[k][0] for k in part],
     }

@@ -5,9 +5,11 @@ Each subcommand lives in its own module, imported only when that subcommand runs
 
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
     def run(args: argparse.Namespace) -> int: ...
+    SETTING_FLAGS: dict[str, str]  # optional: setting name -> its flag, e.g. {"budget_ms": "--budget-ms"}
 
 Bad input (``UserError``, ``SpaceError``, a missing or unreadable file) prints one line and exits
-with code 2; set ``SNED_DEBUG=1`` to see the traceback instead.
+with code 2; set ``SNED_DEBUG=1`` to see the traceback instead. A ``SettingError`` names its
+setting through the module's ``SETTING_FLAGS``, so library messages never speak in flags.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("sned.search.search_cli", "NSGA-II search for Pareto-optimal subnets under a latency budget"),
     "report": ("sned.search.report_cli", "rebuild a search run's report.html"),
     "export": ("sned.supernet.export", "export a front member as a standalone subnet (safetensors + config)"),
-    "serve": ("sned.search.serve", "HTTP search service (FastAPI; --ray for Ray Serve)"),
+    "serve": ("sned.search.serve_cli", "HTTP search service (FastAPI; --ray for Ray Serve)"),
     "pipeline": ("sned.search.pipeline", "run every stage (data, train, latency, evaluate, fit, search, report), resumable"),
 }
 
@@ -55,7 +57,10 @@ def run_command(module_name: str, prog: str, argv: Sequence[str], description: s
     except _bad_input_types() as exc:
         if os.environ.get("SNED_DEBUG"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        from sned.supernet.errors import SettingError
+
+        text = exc.phrase(getattr(module, "SETTING_FLAGS", {})) if isinstance(exc, SettingError) else str(exc)
+        message = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
             message = f"{message}: {exc.filename}"
         print(f"{prog}: error: {message}", file=sys.stderr)

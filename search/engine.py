@@ -54,7 +54,7 @@ from sned.search.objectives import (
     quality_columns,
 )
 from sned.search.pareto import hypervolume, non_dominated
-from sned.supernet.errors import UserError
+from sned.supernet.errors import SettingError, UserError
 from sned.supernet.space import SearchSpace, arch_id, arch_summary, load_space
 
 Method = Literal["auto", "nsga2", "exhaustive"]
@@ -82,16 +82,18 @@ def parse_budget(value: Any) -> float | None:
     """A latency budget in ms: a finite number > 0, or None for no budget.
 
     Raises:
-        UserError: not a number, NaN, infinite, or <= 0.
+        SettingError: (``budget_ms``) not a number, NaN, infinite, or <= 0.
     """
     if value is None:
         return None
     try:
         budget = float(value)
     except (TypeError, ValueError):
-        raise UserError(f"--budget-ms {value!r} is not a number; give milliseconds, e.g. --budget-ms 200") from None
+        raise SettingError("budget_ms", "{budget_ms} {value!r} is not a number; give milliseconds, e.g. {budget_ms} 200",
+                           value=value) from None
     if not math.isfinite(budget) or budget <= 0:
-        raise UserError(f"--budget-ms {value!r}: the budget must be a finite number of milliseconds > 0")
+        raise SettingError("budget_ms", "{budget_ms} {value!r}: the budget must be a finite number of milliseconds > 0",
+                           value=value)
     return budget
 
 
@@ -99,7 +101,7 @@ def parse_resolutions(value: Any) -> tuple[int, ...] | None:
     """``"128"``, ``"64,128"`` or ``"all"`` (or ints) -> a tuple of ints, or None for all.
 
     Raises:
-        UserError: a part that is not a positive integer.
+        SettingError: (``resolutions``) a part that is not a positive integer.
     """
     if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
         return None
@@ -108,7 +110,9 @@ def parse_resolutions(value: Any) -> tuple[int, ...] | None:
     for part in parts:
         text = str(part).strip()
         if not text.isdigit() or int(text) <= 0:
-            raise UserError(f"--res {value!r}: expected resolutions in pixels like 128 or 64,128, or 'all'")
+            raise SettingError("resolutions",
+                               "{resolutions} {value!r}: expected resolutions in pixels like 128 or 64,128, or 'all'",
+                               value=value)
         if int(text) not in out:
             out.append(int(text))
     return tuple(out)
@@ -144,7 +148,7 @@ class SearchConfig:
         max_points: evaluated points kept per resolution for the report (front always kept).
 
     Raises:
-        UserError: an invalid value (the message names it and what is expected).
+        SettingError: an invalid value (``setting`` names the field; the message, what is expected).
     """
 
     experiment: str = "tiny"
@@ -170,14 +174,13 @@ class SearchConfig:
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
         object.__setattr__(self, "experiment", str(self.experiment))
         if self.method not in METHODS:
-            raise UserError(f"--method {self.method!r}: valid: {', '.join(METHODS)}")
+            raise SettingError("method", "{method} {value!r}: valid: {choices}", value=self.method,
+                               choices=", ".join(METHODS), valid=list(METHODS))
         for name, low in (("steps", 1), ("pop_size", 4), ("generations", 1), ("patience", 1),
-                          ("exhaustive_limit", 0), ("max_points", 1)):
+                          ("exhaustive_limit", 0), ("max_points", 1), ("seed", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise UserError(f"{name} = {value!r}: expected an integer >= {low}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise UserError(f"seed = {self.seed!r}: expected an integer >= 0")
+                raise SettingError(name, "{setting} = {value!r}: expected an integer >= {low}", value=value, low=low)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -289,17 +292,19 @@ def run_search(config: SearchConfig, predictors: Predictors | None = None, *, sp
         A :class:`SearchResult`.
 
     Raises:
-        UserError: a resolution outside the space, missing/corrupt/foreign files, a quality objective
-            the predictor does not predict (``loss`` with an FVD predictor), or a budget below the
-            fastest subnet at every requested resolution.
+        SettingError: a resolution outside the space (``resolutions``), a quality objective the
+            predictor does not predict (``objectives``: ``loss`` with an FVD predictor), or a budget
+            below the fastest subnet at every requested resolution (``budget_ms``).
+        UserError: missing, corrupt or foreign files.
     """
     start = time.perf_counter()
     space = space if space is not None else load_space(config.experiment)
     resolutions = config.resolutions or space.resolutions
     for res in resolutions:
         if res not in space.resolutions:
-            raise UserError(f"resolution {res} is not in space {space.name!r}; "
-                            f"valid: {', '.join(map(str, space.resolutions))}")
+            raise SettingError("resolutions", "resolution {res} is not in space {space!r}; valid: {choices}", res=res,
+                               space=space.name, choices=", ".join(map(str, space.resolutions)),
+                               valid=list(space.resolutions))
     if predictors is None:
         predictors = FilePredictors(space, config.table or default_artifact(config.experiment, DEFAULT_TABLE),
                                     config.predictor or default_artifact(config.experiment, *DEFAULT_PREDICTORS))
@@ -315,8 +320,8 @@ def run_search(config: SearchConfig, predictors: Predictors | None = None, *, sp
     if config.budget_ms is not None and all(len(result.fronts[r]) == 0 for r in resolutions):
         fastest = ", ".join(f"{r} px {result.stats[r].fastest_ms:.1f} ms" for r in resolutions)
         per = f" x {config.steps} steps" if config.steps > 1 else ""
-        raise UserError(f"budget {config.budget_ms:g} ms is below the fastest subnet ({fastest} per step{per}); "
-                        f"raise --budget-ms")
+        raise SettingError("budget_ms", "budget {budget:g} ms is below the fastest subnet ({fastest} per step{per}); "
+                           "raise {budget_ms}", budget=config.budget_ms, fastest=fastest, per=per)
     result.elapsed_s = time.perf_counter() - start
     return result
 

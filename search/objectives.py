@@ -25,7 +25,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from sned.supernet.errors import UserError
+from sned.supernet.errors import SettingError, UserError
 from sned.supernet.space import SearchSpace, experiment_path
 
 # name -> (column of the evaluation table, description). ``--objectives`` picks from these keys.
@@ -63,22 +63,24 @@ def parse_objectives(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...
     """``"fvd,latency,params"`` (or a sequence) -> validated tuple of objective names.
 
     Raises:
-        UserError: an unknown or repeated name, or fewer than two objectives.
+        SettingError: (``objectives``) an unknown or repeated name, or fewer than two objectives.
     """
     names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
     names = [n for n in names if n]
+    listed = ",".join(names)
     for name in names:
         if name not in OBJECTIVES:
-            raise UserError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+            raise SettingError("objectives", "unknown objective {name!r}; valid: {choices}", name=name,
+                               choices=", ".join(OBJECTIVES), valid=list(OBJECTIVES))
     if len(set(names)) != len(names):
-        raise UserError(f"objectives {','.join(names)}: each objective may appear once")
+        raise SettingError("objectives", "objectives {listed}: each objective may appear once", listed=listed)
     if len(names) < 2:
-        raise UserError(f"objectives {','.join(names) or '(none)'}: a Pareto front needs at least two, "
-                        f"e.g. {','.join(DEFAULT_OBJECTIVES)}")
+        raise SettingError("objectives", "objectives {listed}: a Pareto front needs at least two, e.g. {example}",
+                           listed=listed or "(none)", example=",".join(DEFAULT_OBJECTIVES))
     quality = [n for n in names if n in QUALITY_OBJECTIVES]
     if len(quality) > 1:
-        raise UserError(f"objectives {','.join(names)}: {' and '.join(quality)} both need the accuracy predictor, "
-                        "which predicts one of them; choose one")
+        raise SettingError("objectives", "objectives {listed}: {both} both need the accuracy predictor, which "
+                           "predicts one of them; choose one", listed=listed, both=" and ".join(quality))
     return tuple(names)
 
 
@@ -91,15 +93,17 @@ def check_objectives(objectives: tuple[str, ...], target: str, source: str = "th
     """Refuse a quality objective that is not what the predictor predicts.
 
     Raises:
-        UserError: e.g. ``--objectives fvd,...`` with a predictor fit on ``loss`` (naming both fixes).
+        SettingError: (``objectives``) e.g. ``fvd,...`` with a predictor fit on ``loss``; the message
+            names both fixes (other objectives, another ``predictor``).
     """
     for name in objectives:
         if name in QUALITY_OBJECTIVES and name != target:
             swapped = ",".join(target if n == name else n for n in objectives)
-            hint = (f"pass --objectives {swapped}" if target in QUALITY_OBJECTIVES
-                    else f"its target {target!r} is not an objective the search can minimise")
-            raise UserError(f"objective {name!r}: {source} predicts {target!r}, not {name!r}; {hint}, or a "
-                            f"--predictor fit with `sned fit --target {name}`")
+            hint = ("pass {objectives} {swapped}" if target in QUALITY_OBJECTIVES
+                    else "its target {target!r} is not an objective the search can minimise")
+            raise SettingError("objectives", "objective {name!r}: {source} predicts {target!r}, not {name!r}; "
+                               + hint + ", or a {predictor} fit with `sned fit --target {name}`",
+                               name=name, source=source, target=target, swapped=swapped)
 
 
 @runtime_checkable
@@ -223,15 +227,16 @@ class FilePredictors:
         predictor_path: an accuracy predictor (``sned.predictors.accuracy.AccuracyPredictor``).
 
     Raises:
-        UserError: a file is missing, unreadable, corrupt, or belongs to another space.
+        SettingError: (``table`` or ``predictor``) a file is missing or not a file.
+        UserError: a file is unreadable, corrupt, or belongs to another space.
     """
 
     def __init__(self, space: SearchSpace, table_path: str | Path, predictor_path: str | Path):
         self.space = space
         self.table_path = Path(table_path)
         self.predictor_path = Path(predictor_path)
-        _check_file(self.table_path, "latency table", "--table")
-        _check_file(self.predictor_path, "accuracy predictor", "--predictor")
+        _check_file(self.table_path, "latency table", "table")
+        _check_file(self.predictor_path, "accuracy predictor", "predictor")
         # Imported here, not at module level: the prediction side is torch-free, but only this
         # path needs pandas/pyarrow for the table.
         from sned.predictors.accuracy import AccuracyPredictor
@@ -280,11 +285,11 @@ class FilePredictors:
                               "metrics": _jsonable(getattr(self.predictor, "metrics", {}))}}
 
 
-def _check_file(path: Path, what: str, flag: str) -> None:
+def _check_file(path: Path, what: str, setting: str) -> None:
     if not path.exists():
-        raise UserError(f"{what} not found: {path} (pass {flag} PATH)")
+        raise SettingError(setting, "{what} not found: {path} (pass {setting} PATH)", what=what, path=path)
     if not path.is_file():
-        raise UserError(f"{what} {path} is not a file (pass {flag} PATH)")
+        raise SettingError(setting, "{what} {path} is not a file (pass {setting} PATH)", what=what, path=path)
 
 
 def _load(loader, path: Path, what: str):

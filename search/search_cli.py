@@ -29,6 +29,12 @@ from sned.search.objectives import (
 )
 from sned.supernet.errors import UserError
 
+# How this CLI spells each SearchConfig setting: sned.search.cli phrases a SettingError with it, and
+# the search service writes the command line that reproduces a request with it.
+SETTING_FLAGS = {"experiment": "--experiment", "budget_ms": "--budget-ms", "steps": "--steps", "resolutions": "--res",
+                 "objectives": "--objectives", "method": "--method", "pop_size": "--pop", "generations": "--gens",
+                 "patience": "--patience", "seed": "--seed", "table": "--table", "predictor": "--predictor"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter

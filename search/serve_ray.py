@@ -14,8 +14,11 @@ import logging
 import time
 from pathlib import Path
 
+from sned.supernet.ray_start import RaySession, start_ray
+
 APP_NAME = "sned"
 log = logging.getLogger(__name__)
+_SESSION: RaySession | None = None  # the Ray that deploy() started, stopped by shutdown()
 
 
 def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, address: str | None = None,
@@ -34,14 +37,14 @@ def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = Non
         root: the experiments folder; None: the installed bundle (it must exist on every node).
         blocking: wait until interrupted (the CLI); False returns once the app is running (tests).
     """
-    import ray
+    global _SESSION
     from ray import serve
 
     from sned.search.serve import create_app
 
-    if not ray.is_initialized():
-        # "local": a fresh instance of our own, never a cluster some other job on this machine started.
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING)
+    if _SESSION is None:
+        # A private local Ray unless an address is given: never a head some `ray start` left here.
+        _SESSION = start_ray(address, logging_level=logging.WARNING, log_to_driver=True)
     serve.start(http_options={"host": host, "port": port})
     limits = {name: value for name, value in (("cache_size", cache_size), ("max_evaluations", max_evaluations),
                                               ("known_archs", known_archs), ("space_indexes", space_indexes))
@@ -72,14 +75,19 @@ def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = Non
 
 
 def shutdown() -> None:
-    """Remove the deployment, stop Serve and disconnect from Ray."""
+    """Remove the deployment, stop Serve and stop (or disconnect from) the Ray that :func:`deploy` started."""
+    global _SESSION
     import ray
     from ray import serve
 
     try:
         serve.shutdown()
     finally:
-        ray.shutdown()
+        session, _SESSION = _SESSION, None
+        if session is not None:
+            session.stop()
+        else:
+            ray.shutdown()
 
 
 __all__ = ["APP_NAME", "deploy", "shutdown"]

@@ -25,7 +25,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from sned.supernet.errors import UserError
 
-SamplerKind = Literal["uniform", "dynamic"]
+SamplerKind = Literal["uniform", "dynamic", "fixed"]
 CostKind = Literal["params", "flops"]
 DType = Literal["auto", "fp32", "bf16"]
 LRSchedule = Literal["constant", "cosine"]
@@ -56,7 +56,8 @@ class TrainConfig:
     ema_start: int = 0  # steps before the EMA starts tracking (it copies the weights until then)
     prediction: Literal["v", "eps", "x0"] = "v"
     label_dropout: float = 0.1  # class-conditional spaces: share of labels replaced by the null label (guidance)
-    sampler: SamplerKind = "dynamic"  # "uniform": every gene uniform; "dynamic": cost buckets
+    sampler: SamplerKind = "dynamic"  # "uniform": every gene uniform; "dynamic": cost buckets; "fixed": `arch` only
+    arch: str = ""  # sampler "fixed": the one subnet trained, as JSON ({"stages": [...]}; res follows the step)
     cost: CostKind = "flops"  # what the dynamic sampler buckets by
     buckets: int = 8  # cost buckets (quantiles) per resolution
     pool: int = 20000  # candidate archs per resolution when the space is too big to enumerate
@@ -162,6 +163,11 @@ def _check(cfg: Any, where: str) -> None:
             raise UserError(f"{where}.ema_decay = {cfg.ema_decay}: expected 0 <= ema_decay < 1")
         if not 0 <= cfg.label_dropout < 1:
             raise UserError(f"{where}.label_dropout = {cfg.label_dropout}: expected 0 <= label_dropout < 1")
+        if (cfg.sampler == "fixed") != bool(cfg.arch):
+            raise UserError(f"{where}: sampler: fixed and arch go together (arch = the one subnet to train, "
+                            f"as JSON); got sampler {cfg.sampler!r} with arch {cfg.arch!r}")
+        if cfg.sampler == "fixed" and cfg.sandwich:
+            raise UserError(f"{where}: sandwich needs a sampler that draws subnets, not sampler: fixed")
         if not all(0 <= b < 1 for b in cfg.adam_betas):
             raise UserError(f"{where}.adam_betas = {list(cfg.adam_betas)}: expected two numbers in [0, 1)")
 

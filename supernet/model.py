@@ -6,7 +6,8 @@ run (sandwich rule) or profiled concurrently. ``net.extract(arch)`` returns a :c
 with copied weights and the same forward math; ``net.bind(arch)`` a thin module view.
 
 The block layout comes from :meth:`sned.supernet.space.SearchSpace.slots`, the same walk that
-gives analytic params, FLOPs and latency-table keys.
+gives analytic params, FLOPs and latency-table keys; each slot's block kind
+(``sned.supernet.blocks``) builds its module and gives its spec for an arch.
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from sned.supernet.blocks import AttentionBlock, Downsample, Head, ResBlock, Stem, TimeEmbedding, Upsample
+from sned.supernet.blocks import get_kind, module_key
+from sned.supernet.blocks.modules import TimeEmbedding
 from sned.supernet.space import Arch, SearchSpace, canonical_json
 
 Plan = dict[str, Any]  # slot name -> block spec, for the active blocks only
-
-
-def _key(slot_name: str) -> str:
-    return slot_name.replace(".", "_")  # ModuleDict keys cannot contain dots
 
 
 def unet_forward(block: Callable[[str], Callable | None], x: torch.Tensor, temb: torch.Tensor,
@@ -86,27 +84,8 @@ class Supernet(nn.Module):
         spec = space.spec
         self.max_depths = tuple(max(st.depths) for st in spec.stages)
         self.time_embed = TimeEmbedding(spec.time_embed_dim, classes=spec.classes)
-        blocks: dict[str, nn.Module] = {}
-        data = spec.unet_channels
-        for slot in space.slots(space.largest(space.resolutions[-1])):
-            c_in, c_out = int(slot.c_in[0]), int(slot.c_out[0])
-            if slot.kind == "stem":
-                module: nn.Module = Stem(data, c_out, spec.patch_size)
-            elif slot.kind in ("res", "res_proj"):
-                segments = tuple(int(s[0]) for s in slot.segments)
-                module = ResBlock(segments, c_out, spec.time_embed_dim, use_projection=slot.kind == "res_proj")
-            elif slot.kind == "attn":
-                module = AttentionBlock(c_out, spec.head_dim, spec.unet_frames)
-            elif slot.kind == "down":
-                module = Downsample(c_out)
-            elif slot.kind == "up":
-                module = Upsample(c_out)
-            elif slot.kind == "head":
-                module = Head(c_in, data, spec.patch_size, spec.time_embed_dim, spec.pixel_channels)
-            else:  # pragma: no cover - the space only produces the kinds above
-                raise AssertionError(slot.kind)
-            blocks[_key(slot.name)] = module
-        self.blocks = nn.ModuleDict(blocks)
+        largest = space.slots(space.largest(space.resolutions[-1]))  # every slot active, at its max shape
+        self.blocks = nn.ModuleDict({module_key(slot.name): get_kind(slot.kind).build(slot) for slot in largest})
         self._plan = functools.lru_cache(maxsize=4096)(self._make_plan)
 
     # ------------------------------------------------------------------ arch -> per-block specs
@@ -115,15 +94,8 @@ class Supernet(nn.Module):
         arch = json.loads(arch_json)
         plan: Plan = {}
         for slot in self.space.slots([arch]):
-            if not slot.active[0]:
-                continue
-            c_in, c_out = int(slot.c_in[0]), int(slot.c_out[0])
-            if slot.kind in ("res", "res_proj"):
-                plan[slot.name] = (tuple(int(s[0]) for s in slot.segments), c_out)
-            elif slot.kind == "head":
-                plan[slot.name] = c_in
-            else:
-                plan[slot.name] = c_out
+            if slot.active[0]:
+                plan[slot.name] = get_kind(slot.kind).block_spec(slot)
         return plan
 
     def plan(self, arch: Arch) -> Plan:
@@ -153,14 +125,14 @@ class Supernet(nn.Module):
 
         def block(name: str) -> Callable | None:
             spec = plan.get(name)
-            return None if spec is None else functools.partial(self.blocks[_key(name)], spec=spec)
+            return None if spec is None else functools.partial(self.blocks[module_key(name)], spec=spec)
 
         return unet_forward(block, x, self.time_embed(t, labels), self.max_depths, use_temporal)
 
     def extract(self, arch: Arch) -> SubnetUNet:
         """A plain static module with copies of ``arch``'s weights; ``extract(arch)(x, t) == net(x, t, arch)``."""
         plan = self.plan(arch)
-        blocks = {_key(name): self.blocks[_key(name)].extract(spec) for name, spec in plan.items()}
+        blocks = {module_key(name): self.blocks[module_key(name)].extract(spec) for name, spec in plan.items()}
         spec = self.space.spec
         time_embed = TimeEmbedding(spec.time_embed_dim, classes=spec.classes).to(next(self.parameters()).device)
         time_embed.load_state_dict(self.time_embed.state_dict())
@@ -185,7 +157,7 @@ class SubnetUNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, use_temporal: bool = True,
                 labels: torch.Tensor | None = None) -> torch.Tensor:
         def block(name: str) -> nn.Module | None:
-            key = _key(name)
+            key = module_key(name)
             return self.blocks[key] if key in self.blocks else None
 
         return unet_forward(block, x, self.time_embed(t, labels), self.max_depths, use_temporal)

@@ -14,14 +14,18 @@ run compares with its own.
   concentrates around the median cost). **Warm-up:** over the first ``warmup_steps`` steps the
   lowest allowed bucket goes linearly from the top bucket down to 0: training starts on the largest
   subnets and widens to the whole space.
-* ``sandwich=True`` (on either sampler): the largest subnet, the cheapest subnet currently allowed,
+* :class:`FixedSampler`: one subnet at every step (its stages; the resolution follows the step):
+  a static network trained alone in the supernet's weights, the baseline that weight sharing is
+  compared against.
+* ``sandwich=True`` (on the uniform or dynamic sampler): the largest subnet, the cheapest subnet currently allowed,
   and one sampled subnet, whose gradients the trainer accumulates (the sandwich rule of BigNAS).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -148,14 +152,47 @@ class DynamicCostSampler(UniformSampler):
         return state
 
 
+class FixedSampler(UniformSampler):
+    """The same subnet at every step: ``arch``'s stages at the step's resolution.
+
+    Args:
+        space: the search space.
+        seed: the run seed (recorded; nothing is drawn).
+        arch: the subnet, ``{"stages": [...]}`` (a ``res`` key is ignored: the step sets it).
+
+    Raises:
+        SpaceError: ``arch`` is not a subnet of ``space``.
+    """
+
+    kind = "fixed"
+
+    def __init__(self, space: SearchSpace, seed: int, arch: Mapping[str, Any]):
+        super().__init__(space, seed, sandwich=False)
+        if not isinstance(arch, Mapping):
+            raise SpaceError(f"train.arch: expected a mapping like {{'stages': [...]}}, got {type(arch).__name__}")
+        stages = space.validate({"res": space.resolutions[0], "stages": arch.get("stages")})["stages"]
+        self.stages = [dict(stage) for stage in stages]
+
+    def _sampled(self, step: int, res: int) -> Arch:
+        return self.space.validate({"res": res, "stages": self.stages})
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"arch": json.dumps(self.stages, sort_keys=True)}
+
+
 def make_sampler(space: SearchSpace, seed: int, kind: str = "dynamic", *, cost: str = "flops", buckets: int = 8,
-                 warmup_steps: int = 0, pool: int = 20000, sandwich: bool = False) -> UniformSampler:
-    """The arch sampler named ``kind`` (``"uniform"`` or ``"dynamic"``)."""
+                 warmup_steps: int = 0, pool: int = 20000, sandwich: bool = False,
+                 arch: Mapping[str, Any] | None = None) -> UniformSampler:
+    """The arch sampler named ``kind`` (``"uniform"``, ``"dynamic"`` or ``"fixed"``, which trains ``arch``)."""
     if kind == "uniform":
         return UniformSampler(space, seed, sandwich)
     if kind == "dynamic":
         return DynamicCostSampler(space, seed, cost, buckets, warmup_steps, pool, sandwich)
-    raise SpaceError(f"sampler = {kind!r}; valid: ['dynamic', 'uniform']")
+    if kind == "fixed":
+        if arch is None or sandwich:
+            raise SpaceError("sampler = 'fixed' needs an arch and no sandwich rule")
+        return FixedSampler(space, seed, arch)
+    raise SpaceError(f"sampler = {kind!r}; valid: ['dynamic', 'fixed', 'uniform']")
 
 
 def resolution_at(space: SearchSpace, seed: int, step: int, weights: Sequence[float] | None = None) -> int:
@@ -174,4 +211,4 @@ def resolution_at(space: SearchSpace, seed: int, step: int, weights: Sequence[fl
     return int(space.resolutions[int(rng.choice(len(p), p=p / p.sum()))])
 
 
-__all__ = ["DynamicCostSampler", "ENUMERATE_LIMIT", "UniformSampler", "make_sampler", "resolution_at", "step_rng"]
+__all__ = ["DynamicCostSampler", "ENUMERATE_LIMIT", "FixedSampler", "UniformSampler", "make_sampler", "resolution_at", "step_rng"]

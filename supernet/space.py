@@ -20,8 +20,11 @@ The network a space describes (see ``sned.supernet.model``) is a factorised spac
     stem -> [stage s: depth x (ResBlock [+ Attention]) -> Down] -> mid (Res, Attention, Res)
          -> [stage s reversed: Up -> concat skip -> depth x (ResBlock [+ Attention])] -> head
 
-The same walk, written once in :meth:`SearchSpace.slots`, gives analytic params, FLOPs and the
-latency-table keys of every block, vectorised over a population.
+("Attention" is the stage's ``attention_kind``: ``attn`` unless the YAML names another registered
+block kind.) The same walk, written once in :meth:`SearchSpace.slots`, gives analytic params, FLOPs
+and the latency-table keys of every block, vectorised over a population: each slot names its block
+kind, and the kind (``sned.supernet.blocks``) owns the formulas. The ``space:`` section itself is
+parsed by ``sned.supernet.space_spec`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,160 +41,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sned.supernet.blocks import Slot, get_kind
+from sned.supernet.space_spec import GROUPS, LatentSpec, SpaceError, SpaceSpec, StageSpec, parse_space_spec
+
 Arch = dict[str, Any]
 
-GROUPS = 32  # GroupNorm groups; every width is a multiple of this.
-BLOCK_KINDS = ("stem", "res", "res_proj", "attn", "down", "up", "head")
-
-
-class SpaceError(ValueError):
-    """An invalid space definition or arch; the message names the field, the value and the valid set."""
-
-
-# ----------------------------------------------------------------------------- spec (YAML)
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One UNet stage: its width and depth choices, and whether its blocks may carry attention."""
-
-    widths: tuple[int, ...]
-    depths: tuple[int, ...]
-    attention: bool = False
-
-
-@dataclass(frozen=True)
-class LatentSpec:
-    """A video autoencoder in front of the UNet: its latent channels and down-sampling factors."""
-
-    channels: int = 4
-    spatial_factor: int = 8
-    temporal_factor: int = 4
-
-
-@dataclass(frozen=True)
-class SpaceSpec:
-    """The ``space:`` section of an experiment YAML (strict: unknown keys and wrong types are errors)."""
-
-    resolutions: tuple[int, ...]  # pixel resolutions (square), the elastic input size
-    frames: int  # pixel frames of a clip
-    stages: tuple[StageSpec, ...]
-    channels: int = 3  # data channels of a pixel-space video
-    patch_size: int = 1  # space-to-depth factor of the stem (pixel shuffle in the head)
-    head_dim: int = 32  # attention head size; heads = width / head_dim
-    pixel_channels: int = 0  # width of the head's full-resolution pixel path (0: none); see blocks.Head
-    time_embed_dim: int = 128  # width of the timestep MLP (fixed part)
-    classes: int = 0  # class labels of a class-conditional UNet (0: unconditional); see blocks.TimeEmbedding
-    latent: LatentSpec | None = None
-    name: str = "space"
-
-    @property
-    def unet_channels(self) -> int:
-        return self.latent.channels if self.latent else self.channels
-
-    @property
-    def unet_frames(self) -> int:
-        return self.frames // self.latent.temporal_factor if self.latent else self.frames
-
-    def unet_size(self, res: int) -> int:
-        """Spatial size of the first UNet stage for a pixel resolution."""
-        factor = self.patch_size * (self.latent.spatial_factor if self.latent else 1)
-        return res // factor
-
-
-def _check_keys(section: Mapping, cls: type, where: str) -> None:
-    valid = [f.name for f in fields(cls)]
-    for key in section:
-        if key not in valid:
-            raise SpaceError(f"{where}: unknown key {key!r}; valid keys: {valid}")
-
-
-def _int_tuple(value: Any, where: str) -> tuple[int, ...]:
-    items = value if isinstance(value, (list, tuple)) else [value]
-    if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
-        raise SpaceError(f"{where} = {value!r}: expected a non-empty list of positive integers")
-    if len(set(items)) != len(items):
-        raise SpaceError(f"{where} = {value!r}: choices must be distinct")
-    return tuple(sorted(items))
-
-
-def _positive_int(section: Mapping, key: str, where: str, default: int) -> int:
-    value = section.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise SpaceError(f"{where}.{key} = {value!r}: expected a positive integer")
-    return value
-
-
-def _non_negative_int(section: Mapping, key: str, where: str, default: int) -> int:
-    value = section.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise SpaceError(f"{where}.{key} = {value!r}: expected an integer >= 0")
-    return value
-
-
-def parse_space_spec(section: Mapping, name: str = "space") -> SpaceSpec:
-    """Build a :class:`SpaceSpec` from the ``space:`` mapping of an experiment YAML."""
-    if not isinstance(section, Mapping):
-        raise SpaceError(f"space: expected a mapping, got {type(section).__name__}")
-    _check_keys(section, SpaceSpec, "space")
-    for required in ("resolutions", "frames", "stages"):
-        if required not in section:
-            raise SpaceError(f"space.{required} is missing")
-    stages_raw = section["stages"]
-    if not isinstance(stages_raw, list) or not stages_raw:
-        raise SpaceError(f"space.stages = {stages_raw!r}: expected a non-empty list of stages")
-    head_dim = _positive_int(section, "head_dim", "space", 32)
-    stages = []
-    for i, raw in enumerate(stages_raw):
-        where = f"space.stages[{i}]"
-        if not isinstance(raw, Mapping):
-            raise SpaceError(f"{where}: expected a mapping with widths, depths, attention")
-        _check_keys(raw, StageSpec, where)
-        widths = _int_tuple(raw.get("widths"), f"{where}.widths")
-        for w in widths:
-            if w % GROUPS:
-                raise SpaceError(f"{where}.widths: {w} is not a multiple of {GROUPS} (GroupNorm keeps {GROUPS} groups)")
-        attention = raw.get("attention", False)
-        if not isinstance(attention, bool):
-            raise SpaceError(f"{where}.attention = {attention!r}: expected true or false")
-        if attention:
-            for w in widths:
-                if w % head_dim:
-                    raise SpaceError(f"{where}.widths: {w} is not a multiple of head_dim {head_dim}")
-        stages.append(StageSpec(widths, _int_tuple(raw.get("depths"), f"{where}.depths"), attention))
-    latent = section.get("latent")
-    if latent is not None:
-        if not isinstance(latent, Mapping):
-            raise SpaceError("space.latent: expected a mapping with channels, spatial_factor, temporal_factor")
-        _check_keys(latent, LatentSpec, "space.latent")
-        latent = LatentSpec(**{k: _positive_int(latent, k, "space.latent", getattr(LatentSpec, k)) for k in
-                               ("channels", "spatial_factor", "temporal_factor")})
-    spec = SpaceSpec(
-        resolutions=_int_tuple(section["resolutions"], "space.resolutions"),
-        frames=_positive_int(section, "frames", "space", 8),
-        stages=tuple(stages),
-        channels=_positive_int(section, "channels", "space", 3),
-        patch_size=_positive_int(section, "patch_size", "space", 1),
-        head_dim=head_dim,
-        pixel_channels=_non_negative_int(section, "pixel_channels", "space", 0),
-        time_embed_dim=_positive_int(section, "time_embed_dim", "space", 128),
-        classes=_non_negative_int(section, "classes", "space", 0),
-        latent=latent,
-        name=str(section.get("name", name)),
-    )
-    down = 2 ** (len(spec.stages) - 1)
-    factor = spec.patch_size * (spec.latent.spatial_factor if spec.latent else 1) * down
-    for res in spec.resolutions:
-        if res % factor:
-            raise SpaceError(f"space.resolutions: {res} is not divisible by {factor} "
-                             f"(patch x latent factor x 2^(stages-1))")
-    if spec.latent and spec.frames % spec.latent.temporal_factor:
-        raise SpaceError(f"space.frames = {spec.frames} is not divisible by latent.temporal_factor "
-                         f"{spec.latent.temporal_factor}")
-    return spec
-
-
-# ----------------------------------------------------------------------------- genes and slots
+# ----------------------------------------------------------------------------- genes
 
 
 @dataclass(frozen=True)
@@ -203,33 +58,6 @@ class Gene:
     stage: int = -1  # -1 for the resolution gene
     field: str = "res"  # "res" | "width" | "depth" | "attn"
     block: int = -1  # block index for attention genes
-
-
-@dataclass
-class Slot:
-    """One block position of the max network, with its active shape for every arch of a population.
-
-    All arrays have shape ``(n,)``. ``kind`` is one of :data:`BLOCK_KINDS`. For ``attn`` blocks
-    ``c_in == c_out`` is the width; for ``res_proj`` the block has a 1x1x1 skip projection (first
-    block of every stage, where the input comes from another width or a skip concatenation).
-    ``segments`` splits ``c_in`` into the concatenated inputs (decoder block 0 reads [up, skip]).
-    """
-
-    name: str
-    kind: str
-    active: np.ndarray
-    c_in: np.ndarray
-    c_out: np.ndarray
-    size: np.ndarray  # spatial side of the block's input (output for "up")
-    frames: int
-    head_dim: int = 32
-    segments: tuple[np.ndarray, ...] = ()
-    patch_size: int = 1  # head only: depth-to-space factor
-    pixel_channels: int = 0  # head only: width of its full-resolution pixel path
-
-    def __post_init__(self):
-        if not self.segments:
-            self.segments = (self.c_in,)
 
 
 # ----------------------------------------------------------------------------- the space
@@ -244,6 +72,12 @@ class SearchSpace:
     """
 
     def __init__(self, spec: SpaceSpec, source: str = "<spec>"):
+        for s, st in enumerate(spec.stages):
+            if st.attention:
+                try:
+                    get_kind(st.attention_kind)
+                except SpaceError as exc:
+                    raise SpaceError(f"space.stages[{s}].attention_kind: {exc}") from None
         self.spec = spec
         self.source = source
         self.name = spec.name
@@ -261,6 +95,9 @@ class SearchSpace:
         spec = asdict(self.spec)
         if not spec["classes"]:  # unconditional spaces keep the hash they had before labels existed
             del spec["classes"]
+        for stage in spec["stages"]:  # so do spaces with the default attention block
+            if stage["attention_kind"] == "attn":
+                del stage["attention_kind"]
         return spec
 
     @property
@@ -474,13 +311,13 @@ class SearchSpace:
         """Every block position of the max network with its active shape, vectorised over archs.
 
         This walk is the one description of the UNet's structure that params, FLOPs and latency
-        tables share; ``sned.supernet.model`` builds its modules in the same order.
+        tables share; ``sned.supernet.model`` builds its modules in the same order. It names each
+        slot's kind; what a kind builds and costs is the kind's own (``sned.supernet.blocks``).
         """
         X = self._as_matrix(archs)
         V = self.values(X)
         n = len(X)
         spec = self.spec
-        F = spec.unet_frames
         size0 = np.array([spec.unet_size(r) for r in V[:, 0]], dtype=np.int64)
         ones = np.ones(n, dtype=bool)
         widths = [V[:, idx["width"]] for idx in self._stage_index]
@@ -489,44 +326,43 @@ class SearchSpace:
         full = lambda c: np.full(n, c, dtype=np.int64)  # noqa: E731
         cin_data = spec.unet_channels * spec.patch_size**2
         S = len(spec.stages)
-        out: list[Slot] = [Slot("stem", "stem", ones, full(cin_data), widths[0], size0, F, spec.head_dim)]
+
+        def slot(name, kind, active, c_in, c_out, size, segments=()) -> Slot:
+            return Slot(name, kind, active, c_in, c_out, size, spec, segments)
+
+        def stage_blocks(prefix: str, s: int, c_first: np.ndarray, segments_first: tuple) -> list[Slot]:
+            st, size = spec.stages[s], size0 >> s
+            blocks = []
+            for b in range(max(st.depths)):
+                active = depths[s] > b
+                if b == 0:  # the stage's first block reads another width (or a skip concatenation)
+                    blocks.append(slot(f"{prefix}{s}.block{b}.res", "res_proj", active, c_first, widths[s], size,
+                                       segments_first))
+                else:
+                    blocks.append(slot(f"{prefix}{s}.block{b}.res", "res", active, widths[s], widths[s], size))
+                if st.attention:
+                    blocks.append(slot(f"{prefix}{s}.block{b}.attn", st.attention_kind, active & (attn[s][b] == 1),
+                                       widths[s], widths[s], size))
+            return blocks
+
+        out = [slot("stem", "stem", ones, full(cin_data), widths[0], size0)]
         prev = widths[0]
         for s in range(S):
-            size = size0 >> s
-            for b in range(max(spec.stages[s].depths)):
-                active = depths[s] > b
-                kind = "res_proj" if b == 0 else "res"
-                out.append(Slot(f"down{s}.block{b}.res", kind, active, prev if b == 0 else widths[s], widths[s],
-                                size, F, spec.head_dim))
-                if spec.stages[s].attention:
-                    out.append(Slot(f"down{s}.block{b}.attn", "attn", active & (attn[s][b] == 1), widths[s],
-                                    widths[s], size, F, spec.head_dim))
+            out += stage_blocks("down", s, prev, ())
             prev = widths[s]
             if s < S - 1:
-                out.append(Slot(f"down{s}.downsample", "down", ones, widths[s], widths[s], size, F, spec.head_dim))
-        size_mid = size0 >> (S - 1)
-        w = widths[-1]
-        out.append(Slot("mid.res0", "res", ones, w, w, size_mid, F, spec.head_dim))
-        out.append(Slot("mid.attn", "attn", ones, w, w, size_mid, F, spec.head_dim))
-        out.append(Slot("mid.res1", "res", ones, w, w, size_mid, F, spec.head_dim))
+                out.append(slot(f"down{s}.downsample", "down", ones, widths[s], widths[s], size0 >> s))
+        size_mid, w = size0 >> (S - 1), widths[-1]
+        out.append(slot("mid.res0", "res", ones, w, w, size_mid))
+        out.append(slot("mid.attn", "attn", ones, w, w, size_mid))
+        out.append(slot("mid.res1", "res", ones, w, w, size_mid))
         below = w
         for s in reversed(range(S)):
-            size = size0 >> s
             if s < S - 1:
-                out.append(Slot(f"up{s}.upsample", "up", ones, below, below, size, F, spec.head_dim))
-            for b in range(max(spec.stages[s].depths)):
-                active = depths[s] > b
-                kind = "res_proj" if b == 0 else "res"
-                c_in = below + widths[s] if b == 0 else widths[s]
-                segments = (below, widths[s]) if b == 0 else (widths[s],)
-                out.append(Slot(f"up{s}.block{b}.res", kind, active, c_in, widths[s], size, F, spec.head_dim,
-                                segments))
-                if spec.stages[s].attention:
-                    out.append(Slot(f"up{s}.block{b}.attn", "attn", active & (attn[s][b] == 1), widths[s],
-                                    widths[s], size, F, spec.head_dim))
+                out.append(slot(f"up{s}.upsample", "up", ones, below, below, size0 >> s))
+            out += stage_blocks("up", s, below + widths[s], (below, widths[s]))
             below = widths[s]
-        out.append(Slot("head", "head", ones, widths[0], full(cin_data), size0, F, spec.head_dim,
-                        patch_size=spec.patch_size, pixel_channels=spec.pixel_channels))
+        out.append(slot("head", "head", ones, widths[0], full(cin_data), size0))
         return out
 
     # ------------------------------------------------------------------ analytic cost
@@ -543,12 +379,12 @@ class SearchSpace:
     def costs(self, archs: Arch | Sequence[Arch] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(params, flops)`` of each arch from one walk of the network (see :meth:`params`, :meth:`flops`)."""
         X = self._as_matrix(archs)
-        temb = self.spec.time_embed_dim
         params = np.full(len(X), self.fixed_params(), dtype=np.int64)
         flops = np.full(len(X), 2.0 * self._time_mlp_params(), dtype=np.float64)  # MLP MACs = params; a lookup is free
         for slot in self.slots(X):
-            params += np.where(slot.active, _slot_params(slot, temb), 0)
-            flops += np.where(slot.active, 2.0 * _slot_macs(slot, temb), 0.0)
+            kind = get_kind(slot.kind)
+            params += np.where(slot.active, kind.params(slot), 0)
+            flops += np.where(slot.active, 2.0 * kind.macs(slot), 0.0)
         return params, flops
 
     def params(self, archs: Arch | Sequence[Arch] | np.ndarray) -> np.ndarray:
@@ -575,58 +411,6 @@ class SearchSpace:
         return {"name": self.name, "hash": self.hash, "source": self.source, "size": self.size,
                 "genes": [{"label": g.label, "choices": list(g.choices)} for g in self.genes],
                 "resolutions": per_res}
-
-
-def _slot_params(slot: Slot, temb: int) -> np.ndarray:
-    ci, co = slot.c_in.astype(np.int64), slot.c_out.astype(np.int64)
-    if slot.kind in ("res", "res_proj"):
-        p = 2 * ci + 9 * ci * co + co  # norm1, spatial conv1
-        p += temb * 2 * co + 2 * co  # time-embedding scale and shift
-        p += 2 * co + 9 * co * co + co  # norm2, spatial conv2
-        p += 2 * co + 3 * co * co + co  # temporal norm, temporal conv
-        if slot.kind == "res_proj":
-            p += ci * co + co
-        return p
-    if slot.kind == "attn":
-        heads = co // slot.head_dim
-        one = 2 * co + 3 * co * co + co * co + co  # norm, qkv (no bias), out projection
-        return 2 * one + (2 * slot.frames - 1) * heads  # spatial + temporal (+ relative position bias)
-    if slot.kind in ("down", "up"):
-        return 9 * co * co + co
-    if slot.kind == "stem":
-        return 9 * ci * co + co
-    if slot.kind == "head":
-        P, D = slot.pixel_channels, co // slot.patch_size**2
-        pixel = (9 * D * P + P) + (temb * 2 * P + 2 * P) + (9 * (P + D) * D + D) if P else 0
-        return 2 * ci + 9 * ci * co + co + pixel
-    raise AssertionError(slot.kind)
-
-
-def _slot_macs(slot: Slot, temb: int) -> np.ndarray:
-    ci, co = slot.c_in.astype(np.float64), slot.c_out.astype(np.float64)
-    hw = slot.size.astype(np.float64) ** 2
-    N = slot.frames * hw  # positions of the block's input
-    if slot.kind in ("res", "res_proj"):
-        m = 9 * ci * co * N + 9 * co * co * N + 3 * co * co * N + temb * 2 * co
-        if slot.kind == "res_proj":
-            m += ci * co * N
-        return m
-    if slot.kind == "attn":
-        spatial = 4 * co * co * N + 2 * N * hw * co  # qkv + out, QK^T + AV over h*w tokens per frame
-        temporal = 4 * co * co * N + 2 * N * slot.frames * co  # ... over frames per position
-        return spatial + temporal
-    if slot.kind == "down":
-        return 9 * co * co * N / 4
-    if slot.kind == "up":
-        return 9 * co * co * N  # conv after nearest upsampling, at the output size
-    if slot.kind == "stem":
-        return 9 * ci * co * N
-    if slot.kind == "head":
-        P, D = slot.pixel_channels, co // slot.patch_size**2
-        pixels = N * slot.patch_size**2  # the pixel path runs at full resolution
-        pixel = 9 * D * P * pixels + temb * 2 * P + 9 * (P + D) * D * pixels if P else 0
-        return 9 * ci * co * N + pixel
-    raise AssertionError(slot.kind)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -685,6 +469,6 @@ def arch_summary(arch: Arch) -> str:
     return f"{arch['res']}px " + "|".join(parts)
 
 
-__all__ = ["Arch", "Gene", "SearchSpace", "Slot", "SpaceError", "SpaceSpec", "StageSpec", "LatentSpec",
+__all__ = ["GROUPS", "Arch", "Gene", "SearchSpace", "Slot", "SpaceError", "SpaceSpec", "StageSpec", "LatentSpec",
            "arch_id", "arch_summary", "canonical_json", "experiment_path", "load_experiment", "load_space",
            "parse_space_spec"]

@@ -80,6 +80,7 @@ from sned.supernet.config import (
 )
 from sned.supernet.errors import UserError
 from sned.supernet.files import write_json_atomic
+from sned.supernet.ray_start import start_ray
 from sned.supernet.sampler import UniformSampler, make_sampler, resolution_at
 from sned.supernet.space import SearchSpace, arch_id, load_space
 
@@ -388,8 +389,10 @@ def prepare(settings: TrainSettings) -> _Plan:
     if cfg.val_videos and not val_index:
         logger.warning("%d videos are too few to hold out train.val_videos = %d; training without validation",
                        len(dataset), cfg.val_videos)
-    return _Plan(settings, space, cfg, seed, total, checkpoint, dataset.subset(train_index),
+    plan = _Plan(settings, space, cfg, seed, total, checkpoint, dataset.subset(train_index),
                  load_sample_config(settings.experiment), val_dataset)
+    _sampler(plan)  # a bad train.arch fails here, in one line, before anything is written
+    return plan
 
 
 def split_held_out(n: int, val_videos: int) -> tuple[list[int], list[int]]:
@@ -408,7 +411,18 @@ def split_held_out(n: int, val_videos: int) -> tuple[list[int], list[int]]:
 def _sampler(plan: _Plan) -> UniformSampler:
     cfg = plan.cfg
     return make_sampler(plan.space, plan.seed, cfg.sampler, cost=cfg.cost, buckets=cfg.buckets,
-                        warmup_steps=cfg.sampling_warmup_steps, pool=cfg.pool, sandwich=cfg.sandwich)
+                        warmup_steps=cfg.sampling_warmup_steps, pool=cfg.pool, sandwich=cfg.sandwich,
+                        arch=_fixed_arch(cfg.arch) if cfg.sampler == "fixed" else None)
+
+
+def _fixed_arch(text: str) -> dict[str, Any]:
+    try:
+        arch = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"train.arch is not JSON ({exc.msg} at character {exc.pos}): {text!r}") from None
+    if not isinstance(arch, dict):
+        raise UserError(f"train.arch: expected a JSON object like {{\"stages\": [...]}}, got {text!r}")
+    return arch
 
 
 def _device(name: str) -> torch.device:
@@ -680,28 +694,26 @@ def train(settings: TrainSettings) -> TrainResult:
     plan = prepare(settings)
     if settings.workers == 1:
         return train_loop(plan)
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     began = time.perf_counter()
     start = int(read_state(plan.checkpoint, verify=False)["step"]) if plan.checkpoint else 0
     use_gpu = _device(settings.device).type == "cuda"
     cpus = os.cpu_count() or 1
-    if not ray.is_initialized():
-        ray.init(num_cpus=max(cpus, settings.workers), include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
     out = Path(settings.out).resolve()
     worker_settings = asdict(replace(settings, out=str(out), data=str(Path(settings.data).resolve()),
                                      seed=plan.seed, progress=False))
-    trainer = TorchTrainer(
-        _ray_worker,
-        train_loop_config={"settings": worker_settings, "threads": max(1, cpus // settings.workers)},
-        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": 1, **({"GPU": 1} if use_gpu else {})}),
-        run_config=RunConfig(name="ray", storage_path=str(out / "ray")),
-    )
-    trainer.fit()
+    # A private local Ray (RAY_ADDRESS aside), never a head some `ray start` left on this machine.
+    with start_ray(None, num_cpus=max(cpus, settings.workers)):
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+
+        trainer = TorchTrainer(
+            _ray_worker,
+            train_loop_config={"settings": worker_settings, "threads": max(1, cpus // settings.workers)},
+            scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=use_gpu,
+                                         resources_per_worker={"CPU": 1, **({"GPU": 1} if use_gpu else {})}),
+            run_config=RunConfig(name="ray", storage_path=str(out / "ray")),
+        )
+        trainer.fit()
     rows = read_metrics(out)
     losses = [r["loss"] for r in rows if r["step"] > start]
     found = list_checkpoints(out)

@@ -57,18 +57,17 @@ def make_held_out(clips: torch.Tensor, res: int, seed: int, timesteps: Sequence[
 
 
 @torch.no_grad()
-def held_out_loss(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, batch_size: int = 8,
-                  device: torch.device | str = "cpu") -> dict[int, float]:
-    """The prediction MSE of ``model(z, t)`` (``model(z, t, labels)`` where ``held`` has labels) on the
-    held-out clips at each fixed timestep.
+def held_out_losses(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, batch_size: int = 8,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-clip prediction MSE of ``model(z, t)`` (``model(z, t, labels)`` where ``held`` has labels)
+    on the held-out clips at each fixed timestep.
 
     Returns:
-        ``{t: loss}`` in the order of ``held.timesteps``.
+        ``(n_clips, len(held.timesteps))`` float64, on the CPU (for bootstrap intervals over clips).
     """
     v = GaussianDiffusion("v")  # every prediction type is scored in v units
-    out = {}
-    for t in held.timesteps:
-        total, count = 0.0, 0
+    out = torch.empty(len(held.clips), len(held.timesteps), dtype=torch.float64)
+    for j, t in enumerate(held.timesteps):
         for i in range(0, len(held.clips), batch_size):
             x0 = held.clips[i: i + batch_size].to(device)
             noise = held.noise[i: i + batch_size].to(device)
@@ -80,10 +79,19 @@ def held_out_loss(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, 
             else:
                 output = model(z, tt.float(), held.labels[i: i + batch_size].to(device))
             prediction = diffusion.to_v(output.float(), z, tt)
-            total += float((prediction - target.float()).square().sum())
-            count += target.numel()
-        out[t] = total / count
+            out[i: i + len(x0), j] = (prediction - target.float()).square().flatten(1).double().mean(dim=1).cpu()
     return out
+
+
+def held_out_loss(model: Denoiser, held: HeldOut, diffusion: GaussianDiffusion, batch_size: int = 8,
+                  device: torch.device | str = "cpu") -> dict[int, float]:
+    """The prediction MSE on the held-out clips at each fixed timestep (:func:`held_out_losses`, averaged).
+
+    Returns:
+        ``{t: loss}`` in the order of ``held.timesteps``.
+    """
+    losses = held_out_losses(model, held, diffusion, batch_size, device).mean(dim=0)
+    return {t: float(loss) for t, loss in zip(held.timesteps, losses, strict=True)}
 
 
 @torch.no_grad()
@@ -125,5 +133,5 @@ def format_losses(losses: dict[int, float]) -> str:
     return ", ".join(f"t={t} {v:.4f}" for t, v in losses.items())
 
 
-__all__ = ["HeldOut", "REFERENCES", "VAL_TIMESTEPS", "format_losses", "held_out_loss", "make_held_out",
+__all__ = ["HeldOut", "REFERENCES", "VAL_TIMESTEPS", "format_losses", "held_out_loss", "held_out_losses", "make_held_out",
            "reference_losses"]

@@ -598,14 +598,3 @@ def test_worker_cache_is_a_bounded_lru():
     finally:
         ev._WORKER_CACHE.clear()
         ev._WORKER_CACHE.update(saved)
-
-
-def test_ray_environment_settings_do_not_outlive_the_block(monkeypatch):
-    from sned.predictors.evaluate import RAY_ENVIRON, _environ_restored
-
-    monkeypatch.setenv("RAY_TMPDIR", "/users/own")
-    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
-    with _environ_restored(RAY_ENVIRON):
-        os.environ["RAY_TMPDIR"] = "/tmp/sned-ray-x"
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    assert os.environ["RAY_TMPDIR"] == "/users/own" and "RAY_AIR_NEW_OUTPUT" not in os.environ

@@ -1,7 +1,10 @@
 """Fixtures of the search tests: the bundled ``tiny`` space and the analytic cost model on it."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from sned.predictors import accuracy, latency
 from sned.search.objectives import AnalyticPredictors
 from sned.supernet.space import load_space
 
@@ -23,12 +26,9 @@ def real_files(tmp_path_factory, space):
 
     Written with ``sned.predictors``' own classes: per-block latencies computed from each block's
     shape (a cost model, not a measurement; device ``cpu-test``) and a ridge predictor fitted with
-    cross-validation on their labelled-synthetic FVD table. Skips where those modules are missing.
+    cross-validation on their labelled-synthetic FVD table. The project's own modules are imported
+    at the top, never skipped: an import error there is a failure.
     """
-    np = pytest.importorskip("numpy")
-    pd = pytest.importorskip("pandas")
-    latency = pytest.importorskip("sned.predictors.latency")
-    accuracy = pytest.importorskip("sned.predictors.accuracy")
     folder = tmp_path_factory.mktemp("predictors")
     rows = []
     for key, (slot, _) in latency.enumerate_keys(space).items():

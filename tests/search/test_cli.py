@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from sned.predictors import accuracy
 from sned.search.cli import main, search_main
 
 
@@ -36,7 +37,30 @@ def test_resolution_outside_the_space(capsys, tmp_path):
 
 def test_budget_below_the_fastest_subnet(capsys, tmp_path):
     _bad(capsys, ["--budget-ms", "10", "--res", "128", "--analytic", "--out", str(tmp_path / "r")],
-         r"below the fastest subnet \(128 px 51\.0 ms per step\)")
+         r"below the fastest subnet \(128 px 51\.0 ms per step\); raise --budget-ms$")
+
+
+def test_setting_errors_are_phrased_in_flags_here_and_in_setting_names_in_the_library():
+    """The CLI names a library SettingError's setting by its flag; the library never writes flags."""
+    import argparse
+    import dataclasses
+
+    from sned.search import search_cli
+    from sned.search.engine import SearchConfig
+    from sned.supernet.errors import SettingError
+
+    parser = argparse.ArgumentParser()
+    search_cli.add_arguments(parser)
+    assert set(search_cli.SETTING_FLAGS) <= {f.name for f in dataclasses.fields(SearchConfig)}
+    assert set(search_cli.SETTING_FLAGS.values()) <= set(parser._option_string_actions)
+    with pytest.raises(SettingError) as raised:
+        SearchConfig(objectives="fvd,loss,latency")
+    assert raised.value.setting == "objectives" and "--" not in str(raised.value)
+    with pytest.raises(SettingError) as raised:
+        SearchConfig(budget_ms="abc")
+    assert str(raised.value) == "budget_ms 'abc' is not a number; give milliseconds, e.g. budget_ms 200"
+    assert raised.value.phrase(search_cli.SETTING_FLAGS) == (
+        "--budget-ms 'abc' is not a number; give milliseconds, e.g. --budget-ms 200")
 
 
 def test_unknown_objective_and_method(capsys, tmp_path):
@@ -141,7 +165,6 @@ def test_report_of_a_folder_that_is_not_a_run(capsys, tmp_path):
 @pytest.fixture(scope="module")
 def loss_predictor(tmp_path_factory, space):
     """A ridge predictor fitted (``--target loss``) on a table whose held-out loss falls with params."""
-    accuracy = pytest.importorskip("sned.predictors.accuracy")
     df, meta = accuracy.synthetic_fvd_table(space, 96, np.random.default_rng(1))
     params = space.params([json.loads(a) for a in df["arch"]]).astype(float)
     df["loss"] = 0.05 + 0.02 / np.log10(params) + np.random.default_rng(2).normal(0, 1e-4, len(df))

@@ -8,7 +8,7 @@ import pytest
 from sned.search.engine import FRONT_COLUMNS, SearchConfig, parse_budget, parse_resolutions, run_search
 from sned.search.objectives import evaluate
 from sned.search.pareto import hypervolume
-from sned.supernet.errors import UserError
+from sned.supernet.errors import SettingError, UserError
 from sned.supernet.space import arch_id
 
 
@@ -100,8 +100,10 @@ def test_resolution_outside_the_space(space, analytic):
 
 @pytest.mark.parametrize("value", [0, -5, "nan", math.nan, "inf", "abc", ""])
 def test_bad_budgets(value):
-    with pytest.raises(UserError, match="--budget-ms"):
+    with pytest.raises(SettingError, match="^budget_ms ") as raised:  # library errors name settings, not flags
         parse_budget(value)
+    assert raised.value.setting == "budget_ms" and raised.value.phrase({"budget_ms": "--budget-ms"}).startswith(
+        "--budget-ms ")
     with pytest.raises(UserError):
         SearchConfig(budget_ms=value)
 
@@ -110,8 +112,9 @@ def test_parse_resolutions():
     assert parse_resolutions("all") is None and parse_resolutions(None) is None
     assert parse_resolutions("64, 128,64") == (64, 128)
     assert parse_resolutions([128]) == (128,)
-    with pytest.raises(UserError, match="--res"):
+    with pytest.raises(SettingError, match="^resolutions '128px'") as raised:
         parse_resolutions("128px")
+    assert raised.value.setting == "resolutions"
 
 
 def test_config_rejects_unknown_objectives_and_methods():
@@ -119,8 +122,9 @@ def test_config_rejects_unknown_objectives_and_methods():
         SearchConfig(objectives="fvd,speed")
     with pytest.raises(UserError, match="at least two"):
         SearchConfig(objectives="fvd")
-    with pytest.raises(UserError, match="--method 'random'"):
+    with pytest.raises(SettingError, match="method 'random'") as raised:
         SearchConfig(method="random")
+    assert raised.value.setting == "method" and raised.value.valid == ["auto", "nsga2", "exhaustive"]
     config = SearchConfig(budget_ms="200", resolutions="64,128", objectives="fvd,latency,params")
     assert SearchConfig.from_dict(config.to_dict()) == config
 

@@ -1,4 +1,4 @@
-"""``sned serve`` (sned/search/serve.py): a real server on loopback, queried over HTTP."""
+"""``sned serve`` (sned/search/serve*.py): a real server on loopback, queried over HTTP."""
 
 import contextlib
 import io
@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn
 
-httpx = pytest.importorskip("httpx")
-uvicorn = pytest.importorskip("uvicorn")
+from sned.search.cli import main
+from sned.search.objectives import AnalyticPredictors
+from sned.search.serve import CACHE_HEADER, create_app
+from sned.search.serve_cli import is_loopback
+from sned.supernet.space import arch_id, experiment_path
 
-from sned.search.cli import main  # noqa: E402
-from sned.search.objectives import AnalyticPredictors  # noqa: E402
-from sned.search.serve import CACHE_HEADER, create_app, is_loopback  # noqa: E402
-from sned.supernet.space import arch_id, experiment_path  # noqa: E402
+httpx = pytest.importorskip("httpx")  # a dev extra: the HTTP client of these tests
 
 
 class LoopbackServer:
@@ -102,20 +103,51 @@ def test_health_experiments_and_openapi(client):
 ])
 def test_analytic_search_equals_the_cli(client, tmp_path, options):
     body = {"analytic": True}
-    names = {"--budget-ms": ("budget_ms", float), "--res": ("res", lambda v: [int(v)]), "--method": ("method", str),
-             "--pop": ("pop", int), "--gens": ("gens", int), "--seed": ("seed", int),
-             "--objectives": ("objectives", lambda v: v.split(","))}
+    names = {"--budget-ms": ("budget_ms", float), "--res": ("resolutions", lambda v: [int(v)]),
+             "--method": ("method", str), "--pop": ("pop_size", int), "--gens": ("generations", int),
+             "--seed": ("seed", int), "--objectives": ("objectives", lambda v: v.split(","))}
     for flag, value in zip(options[::2], options[1::2], strict=True):
         key, cast = names[flag]
         body[key] = cast(value)
     r = client.post("/search", json=body)
     assert r.status_code == 200, r.text
     assert r.json() == _cli_json([*options, "--analytic"], tmp_path)  # the whole object, byte-for-byte values
-    assert r.json()["fronts"][str(body["res"][0])]
+    assert r.json()["fronts"][str(body["resolutions"][0])] and "Warning" not in r.headers
+
+
+def test_deprecated_field_names_give_the_same_answer_with_a_warning(client):
+    """``res``/``pop``/``gens`` (sned 0.1.0's names) still work until 0.2: same answer, a Warning header."""
+    new = {"analytic": True, "budget_ms": 150, "resolutions": [64], "method": "nsga2", "pop_size": 16,
+           "generations": 4, "seed": 3}
+    old = {"analytic": True, "budget_ms": 150, "res": [64], "method": "nsga2", "pop": 16, "gens": 4, "seed": 3}
+    first, again = client.post("/search", json=new), client.post("/search", json=old)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.content == first.content and again.headers[CACHE_HEADER] == "hit"  # one setting, one cache key
+    warning = again.headers["Warning"]
+    assert warning.startswith("299 ") and all(f"{o} -> {n}" in warning for o, n in
+                                              (("res", "resolutions"), ("pop", "pop_size"), ("gens", "generations")))
+    assert "0.2" in warning and "Warning" not in first.headers
+    both = client.post("/search", json={**new, "pop": 16})
+    assert both.status_code == 422 and both.json()["field"] == "pop" and "pop_size" in both.json()["error"]
+    bad = client.post("/search", json={"res": [96]})  # an old name's errors name the setting
+    assert bad.status_code == 422 and bad.json()["field"] == "resolutions"
+
+
+def test_request_fields_are_the_search_config_names():
+    """One vocabulary: every search setting of the request is a SearchConfig field of the same name."""
+    import dataclasses
+    import typing
+
+    from sned.search.engine import METHODS, SearchConfig
+    from sned.search.serve import SearchRequest
+
+    service_only = {"device", "predictor", "analytic"}  # names of bundled files, not settings
+    assert set(SearchRequest.model_fields) - service_only <= {f.name for f in dataclasses.fields(SearchConfig)}
+    assert typing.get_args(SearchRequest.model_fields["method"].annotation) == METHODS
 
 
 def test_file_search_equals_the_cli(client, root, tmp_path):
-    r = client.post("/search", json={"budget_ms": 200, "res": [64, 128]})
+    r = client.post("/search", json={"budget_ms": 200, "resolutions": [64, 128]})
     assert r.status_code == 200, r.text
     served = r.json()
     cli = _cli_json(["--experiment", str(root / "tiny.yaml"), "--table", str(root / "tiny/latency-cpu.parquet"),
@@ -129,7 +161,7 @@ def test_file_search_equals_the_cli(client, root, tmp_path):
 
 
 def test_repeated_request_comes_from_the_cache(client, root):
-    body = {"budget_ms": 180, "res": [128], "seed": 11}
+    body = {"budget_ms": 180, "resolutions": [128], "seed": 11}
     before = client.get("/health").json()["searches_run"]
     first = client.post("/search", json=body)
     again = client.post("/search", json={**body, "budget_ms": 180.0, "method": "auto"})  # same canonical request
@@ -148,10 +180,10 @@ def test_repeated_request_comes_from_the_cache(client, root):
     assert client.post("/search", json=body).headers[CACHE_HEADER] == "hit"
 
 
-def test_identical_searches_in_flight_run_once_and_health_stays_responsive(server, client):
-    # NSGA-II without early stopping: long enough (~1-2 s) to overlap two requests and some /health calls.
-    body = {"analytic": True, "budget_ms": 250, "res": [64, 128], "method": "nsga2", "pop": 32, "gens": 30,
-            "patience": 30, "seed": 5}
+def test_identical_searches_in_flight_run_once_and_health_answers_meanwhile(server, client):
+    # NSGA-II without early stopping: long enough to overlap two requests and some /health calls.
+    body = {"analytic": True, "budget_ms": 250, "resolutions": [64, 128], "method": "nsga2", "pop_size": 32,
+            "generations": 30, "patience": 30, "seed": 5}
     before = client.get("/health").json()["searches_run"]
     answers = [None, None]
 
@@ -163,28 +195,25 @@ def test_identical_searches_in_flight_run_once_and_health_stays_responsive(serve
     for t in threads:
         t.start()
         time.sleep(0.05)
-    health_ms, in_flight = [], 0
+    in_flight = 0
     while any(t.is_alive() for t in threads):
-        t0 = time.perf_counter()
-        h = client.get("/health").json()
-        health_ms.append((time.perf_counter() - t0) * 1e3)
-        in_flight = max(in_flight, h["searches_in_flight"])
+        in_flight = max(in_flight, client.get("/health").json()["searches_in_flight"])
         time.sleep(0.05)
     for t in threads:
         t.join()
     assert sorted(a.headers[CACHE_HEADER] for a in answers) in (["miss", "shared"], ["hit", "miss"])
     assert answers[0].content == answers[1].content
     assert client.get("/health").json()["searches_run"] == before + 1
-    assert in_flight == 1 and health_ms and max(health_ms) < 500, health_ms
+    assert in_flight == 1  # /health answered while the one search ran (correctness, not speed)
 
 
 @pytest.mark.parametrize("body, field, valid", [
     ({"budget_ms": 0}, "budget_ms", None),
     ({"budget_ms": -3.5}, "budget_ms", None),
     ({"budget_ms": "200"}, "budget_ms", None),  # strict: a string is not a number
-    ({"budget_ms": 10, "res": [128], "analytic": True}, "budget_ms", None),  # below the fastest subnet
-    ({"res": [96]}, "res", [32, 64, 128]),
-    ({"res": "128"}, "res", None),
+    ({"budget_ms": 10, "resolutions": [128], "analytic": True}, "budget_ms", None),  # below the fastest subnet
+    ({"resolutions": [96]}, "resolutions", [32, 64, 128]),
+    ({"resolutions": "128"}, "resolutions", None),
     ({"experiment": "nope"}, "experiment", ["tiny"]),
     ({"experiment": "../tiny"}, "experiment", ["tiny"]),
     ({"experiment": "/etc/passwd"}, "experiment", ["tiny"]),
@@ -196,10 +225,10 @@ def test_identical_searches_in_flight_run_once_and_health_stays_responsive(serve
     ({"objectives": ["fvd"]}, "objectives", ["fvd", "latency", "params", "gflops", "loss"]),
     ({"objectives": ["loss", "latency"], "analytic": True}, "objectives", None),  # the stand-in models FVD only
     ({"method": "grid"}, "method", ["auto", "nsga2", "exhaustive"]),
-    ({"pop": 2}, "pop", None),
-    ({"gens": 10**6}, "gens", None),
+    ({"pop_size": 2}, "pop_size", None),
+    ({"generations": 10**6}, "generations", None),
     ({"table": "/etc/passwd"}, "table", None),  # no path fields at all
-    ({"method": "nsga2", "pop": 512, "gens": 1000}, "gens", None),  # over the server's evaluation limit
+    ({"method": "nsga2", "pop_size": 512, "generations": 1000}, "generations", None),  # over the evaluation limit
 ])
 def test_bad_requests_are_422_naming_the_field(client, body, field, valid):
     r = client.post("/search", json=body)
@@ -216,7 +245,7 @@ def test_malformed_bodies_are_4xx(client):
 
 
 def test_subnet_from_a_search_and_from_the_space(client, root, space):
-    front = client.post("/search", json={"budget_ms": 200, "res": [128], "analytic": True}).json()["fronts"]["128"]
+    front = client.post("/search", json={"budget_ms": 200, "resolutions": [128], "analytic": True}).json()["fronts"]["128"]
     member = front[0]
     r = client.get(f"/subnets/{member['arch_id']}")
     assert r.status_code == 200, r.text
@@ -319,7 +348,7 @@ def test_service_caches_stop_at_their_bound_and_evicted_entries_are_recomputed(r
     assert again.model_dump() == first.model_dump() and space.hash in service._indexes
 
     # 2. Known archs: never more than the bound; an evicted one is found again by enumeration.
-    requests = [SearchRequest(budget_ms=200, res=[128], analytic=True, method="exhaustive", patience=patience)
+    requests = [SearchRequest(budget_ms=200, resolutions=[128], analytic=True, method="exhaustive", patience=patience)
                 for patience in range(1, SEARCHES_PER_ARCH + 2)]  # exhaustive: one front, distinct requests
 
     async def search_all(target: SearchService) -> list[dict]:
@@ -394,8 +423,8 @@ def test_sned_serve_command_serves_on_loopback(tmp_path):
         assert health.json()["status"] == "ok"
         names = [e["name"] for e in httpx.get(f"http://127.0.0.1:{port}/experiments").json()["experiments"]]
         assert "tiny" in names
-        r = httpx.post(f"http://127.0.0.1:{port}/search", json={"budget_ms": 200, "res": [128], "analytic": True},
-                       timeout=60)
+        r = httpx.post(f"http://127.0.0.1:{port}/search",
+                       json={"budget_ms": 200, "resolutions": [128], "analytic": True}, timeout=60)
         assert r.status_code == 200 and r.json()["fronts"]["128"]
     finally:
         proc.terminate()
@@ -440,7 +469,7 @@ def test_ray_serve_deployment(root, tmp_path):
                     pass
                 assert time.monotonic() < deadline, "Ray Serve did not come up"
                 time.sleep(0.5)
-            body = {"budget_ms": 200, "res": [128], "analytic": True}
+            body = {"budget_ms": 200, "resolutions": [128], "analytic": True}
             r = c.post("/search", json=body)
             assert r.status_code == 200 and r.headers[CACHE_HEADER] == "miss"
             assert c.post("/search", json=body).headers[CACHE_HEADER] == "hit"

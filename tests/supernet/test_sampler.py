@@ -84,5 +84,36 @@ def test_state_check_and_bad_kinds(tiny):
     sampler.check_state(sampler.state_dict())
     with pytest.raises(ValueError, match="buckets differs: checkpoint 4, now 8"):
         sampler.check_state(sampler.state_dict() | {"buckets": 4})
-    with pytest.raises(SpaceError, match="valid: \\['dynamic', 'uniform'\\]"):
+    with pytest.raises(SpaceError, match="valid: \\['dynamic', 'fixed', 'uniform'\\]"):
         make_sampler(tiny, 0, "random")
+
+
+def test_fixed_sampler_trains_one_subnet_at_every_resolution(tiny):
+    arch = tiny.largest(64)
+    sampler = make_sampler(tiny, 0, "fixed", arch={"stages": arch["stages"]})
+    for step in range(5):
+        for res in tiny.resolutions:
+            assert sampler.sample(step, res) == [tiny.validate({"res": res, "stages": arch["stages"]})]
+    other = make_sampler(tiny, 0, "fixed", arch=tiny.smallest(32))  # a res key is ignored
+    with pytest.raises(ValueError, match="arch"):
+        other.check_state(sampler.state_dict())
+    with pytest.raises(SpaceError, match="needs an arch"):
+        make_sampler(tiny, 0, "fixed")
+    with pytest.raises(SpaceError, match="needs an arch and no sandwich"):
+        make_sampler(tiny, 0, "fixed", arch=arch, sandwich=True)
+    with pytest.raises(SpaceError, match="width"):
+        make_sampler(tiny, 0, "fixed", arch={"stages": [{"width": 7, "depth": 1, "attn": [0]}] * 3})
+
+
+def test_fixed_sampler_config_needs_an_arch():
+    from sned.supernet.config import train_config_from_dict
+    from sned.supernet.errors import UserError
+
+    cfg = train_config_from_dict({"sampler": "fixed", "arch": '{"stages": []}'})
+    assert cfg.sampler == "fixed"
+    with pytest.raises(UserError, match="sampler: fixed and arch go together"):
+        train_config_from_dict({"sampler": "fixed"})
+    with pytest.raises(UserError, match="sampler: fixed and arch go together"):
+        train_config_from_dict({"sampler": "dynamic", "arch": '{"stages": []}'})
+    with pytest.raises(UserError, match="sandwich"):
+        train_config_from_dict({"sampler": "fixed", "arch": '{"stages": []}', "sandwich": True})

@@ -85,7 +85,7 @@ def test_config_is_strict(tmp_path):
         train_config_from_dict({"stepz": 3})
     with pytest.raises(UserError, match=r"train.steps = '10': expected int"):
         train_config_from_dict({"steps": "10"})
-    with pytest.raises(UserError, match=r"train.sampler = 'random': expected one of \['uniform', 'dynamic'\]"):
+    with pytest.raises(UserError, match=r"train.sampler = 'random': expected one of \['uniform', 'dynamic', 'fixed'\]"):
         train_config_from_dict({"sampler": "random"})
     with pytest.raises(UserError, match="train.sandwich = 1: expected bool"):
         train_config_from_dict({"sandwich": 1})

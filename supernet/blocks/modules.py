@@ -1,7 +1,10 @@
-"""Elastic UNet blocks (res block, space-time attention, down/up sampling, stem, head).
+"""Elastic UNet blocks (res block, space-time attention, down/up sampling, stem, head): the torch side.
 
-A block's math is written once, in its ``compute`` static method, over a mapping of named ops.
-The elastic block calls it with its elastic ops bound to their specs; ``extract(spec)`` builds a
+Each block kind of ``sned.supernet.blocks`` (``res.py``, ``attention.py``, ...) builds its module
+here, passing the kernel sizes its cost formulas use.
+
+A block's math is written once, in its ``compute`` static method, over a mapping of named ops. The
+elastic block calls it with its elastic ops bound to their specs; ``extract(spec)`` builds a
 :class:`StaticBlock` that calls the same ``compute`` with plain ``torch.nn`` modules. So the
 supernet and an extracted subnet cannot drift apart.
 
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from sned.supernet.blocks.base import same_padding
 from sned.supernet.ops import (
     ElasticConv3d,
     ElasticGroupNorm,
@@ -69,24 +73,29 @@ class ElasticBlock(nn.Module):
 class ResBlock(ElasticBlock):
     """Residual block: GroupNorm-SiLU-conv(1x3x3), timestep scale-shift, conv(1x3x3), temporal conv(3x1x1).
 
-    Spec: ``(input segment widths, output width)``. ``use_projection`` adds a 1x1x1 skip conv
-    (the first block of every stage, whose input width differs or is a skip concatenation).
-    ``compute(..., use_temporal=False)`` skips the temporal conv, so every frame is an independent
-    image (the image pre-training stage).
+    Spec: ``(input segment widths, output width)``. ``use_projection`` adds a ``projection_kernel``
+    skip conv (the first block of every stage, whose input width differs or is a skip
+    concatenation). ``compute(..., use_temporal=False)`` skips the temporal conv, so every frame is
+    an independent image (the image pre-training stage). Kernels (``(1, 3, 3)``, ``(3, 1, 1)``,
+    ``(1, 1, 1)`` for every built-in space) come from :class:`sned.supernet.blocks.res.ResKind`.
     """
 
-    def __init__(self, in_segments: tuple[int, ...], out_channels: int, time_embed_dim: int, use_projection: bool):
+    def __init__(self, in_segments: tuple[int, ...], out_channels: int, time_embed_dim: int, use_projection: bool, *,
+                 spatial_kernel: tuple[int, int, int], temporal_kernel: tuple[int, int, int],
+                 projection_kernel: tuple[int, int, int]):
         super().__init__()
         C = out_channels
         self.time_embed_dim = time_embed_dim
+        spatial, temporal = same_padding(spatial_kernel), same_padding(temporal_kernel)
         self.norm1 = ElasticGroupNorm(in_segments)
-        self.conv1 = ElasticConv3d(in_segments, C, (1, 3, 3), padding=(0, 1, 1))
+        self.conv1 = ElasticConv3d(in_segments, C, spatial_kernel, padding=spatial)
         self.emb = ElasticLinear(time_embed_dim, (C, C))  # scale | shift, sliced separately
         self.norm2 = ElasticGroupNorm((C,))
-        self.conv2 = ElasticConv3d((C,), C, (1, 3, 3), padding=(0, 1, 1), zero_init=True)
+        self.conv2 = ElasticConv3d((C,), C, spatial_kernel, padding=spatial, zero_init=True)
         self.temporal_norm = ElasticGroupNorm((C,))
-        self.temporal_conv = ElasticConv3d((C,), C, (3, 1, 1), padding=(1, 0, 0), zero_init=True)
-        self.skip = ElasticConv3d(in_segments, C, (1, 1, 1)) if use_projection else None
+        self.temporal_conv = ElasticConv3d((C,), C, temporal_kernel, padding=temporal, zero_init=True)
+        self.skip = (ElasticConv3d(in_segments, C, projection_kernel, padding=same_padding(projection_kernel))
+                     if use_projection else None)
 
     def child_specs(self, spec: tuple[tuple[int, ...], int]) -> dict[str, Any]:
         segments, c = spec
@@ -148,11 +157,11 @@ class AttentionBlock(ElasticBlock):
 
 
 class Downsample(ElasticBlock):
-    """Spatial-only downsampling: conv 1x3x3 with stride (1, 2, 2). Spec: the width."""
+    """Spatial-only downsampling: conv ``kernel_size`` (1x3x3) with ``stride`` (1, 2, 2). Spec: the width."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, kernel_size: tuple[int, int, int], stride: tuple[int, int, int]):
         super().__init__()
-        self.conv = ElasticConv3d((channels,), channels, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.conv = ElasticConv3d((channels,), channels, kernel_size, stride=stride, padding=same_padding(kernel_size))
 
     def child_specs(self, c: int) -> dict[str, Any]:
         return {"conv": ((c,), c)}
@@ -163,11 +172,11 @@ class Downsample(ElasticBlock):
 
 
 class Upsample(ElasticBlock):
-    """Spatial-only nearest upsampling by 2, then conv 1x3x3. Spec: the width."""
+    """Spatial-only nearest upsampling by 2, then conv ``kernel_size`` (1x3x3). Spec: the width."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, kernel_size: tuple[int, int, int]):
         super().__init__()
-        self.conv = ElasticConv3d((channels,), channels, (1, 3, 3), padding=(0, 1, 1))
+        self.conv = ElasticConv3d((channels,), channels, kernel_size, padding=same_padding(kernel_size))
 
     def child_specs(self, c: int) -> dict[str, Any]:
         return {"conv": ((c,), c)}
@@ -178,12 +187,13 @@ class Upsample(ElasticBlock):
 
 
 class Stem(ElasticBlock):
-    """Space-to-depth by ``patch`` (pixel unshuffle), then conv 1x3x3 to the first stage's width."""
+    """Space-to-depth by ``patch`` (pixel unshuffle), then conv ``kernel_size`` (1x3x3) to the first stage's width."""
 
-    def __init__(self, data_channels: int, channels: int, patch: int):
+    def __init__(self, data_channels: int, channels: int, patch: int, kernel_size: tuple[int, int, int]):
         super().__init__()
         self.patch = patch
-        self.conv = ElasticConv3d((data_channels * patch * patch,), channels, (1, 3, 3), padding=(0, 1, 1))
+        self.conv = ElasticConv3d((data_channels * patch * patch,), channels, kernel_size,
+                                  padding=same_padding(kernel_size))
 
     def child_specs(self, c: int) -> dict[str, Any]:
         return {"conv": (self.conv.in_segments, c)}
@@ -198,32 +208,32 @@ class Stem(ElasticBlock):
 
 
 class Head(ElasticBlock):
-    """GroupNorm-SiLU-conv 1x3x3 to the data channels of a patch, depth-to-space by ``patch``, then a
+    """GroupNorm-SiLU-conv ``kernel_size`` (1x3x3) to the data channels of a patch, depth-to-space by ``patch``, then a
     full-resolution pixel path.
 
     A space-to-depth stem leaves no full-resolution path: every pixel of a ``patch x patch`` cell
     has to pass through the first stage's width, and the noise of a ``p x p`` patch carries
     ``c * p * p`` independent values. With ``pixel_channels > 0`` the head also reads the network's
-    input ``x`` at full resolution: a 1x3x3 conv to ``pixel_channels`` features, a timestep
-    scale-shift (the features must know the noise level), SiLU, and a zero-initialised 1x3x3 conv of
+    input ``x`` at full resolution: a conv to ``pixel_channels`` features, a timestep
+    scale-shift (the features must know the noise level), SiLU, and a zero-initialised conv of
     ``[features | patch output]`` added to the patch output. It is fixed-size (shared by every subnet).
 
     Spec: the active width of the first stage.
     """
 
-    def __init__(self, channels: int, data_channels: int, patch: int, time_embed_dim: int = 0,
-                 pixel_channels: int = 0):
+    def __init__(self, channels: int, data_channels: int, patch: int, time_embed_dim: int, pixel_channels: int,
+                 kernel_size: tuple[int, int, int]):
         super().__init__()
         self.patch, self.data_channels, self.time_embed_dim = patch, data_channels, time_embed_dim
         self.pixel_channels = pixel_channels
+        k, pad = kernel_size, same_padding(kernel_size)
         self.norm = ElasticGroupNorm((channels,))
-        self.conv = ElasticConv3d((channels,), data_channels * patch * patch, (1, 3, 3), padding=(0, 1, 1),
-                                  zero_init=True)
+        self.conv = ElasticConv3d((channels,), data_channels * patch * patch, k, padding=pad, zero_init=True)
         if pixel_channels:
             P, D = pixel_channels, data_channels
-            self.pixel_in = ElasticConv3d((D,), P, (1, 3, 3), padding=(0, 1, 1))
+            self.pixel_in = ElasticConv3d((D,), P, k, padding=pad)
             self.pixel_emb = ElasticLinear(time_embed_dim, (P, P))  # scale | shift
-            self.pixel_out = ElasticConv3d((P, D), D, (1, 3, 3), padding=(0, 1, 1), zero_init=True)
+            self.pixel_out = ElasticConv3d((P, D), D, k, padding=pad, zero_init=True)
 
     def child_specs(self, c: int) -> dict[str, Any]:
         specs = {"norm": (c,), "conv": ((c,), self.conv.out_channels)}
