@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from sned.predictors.latency import LatencyTable
-from sned.predictors.latency_measure import validate_table
+from sned.predictors.latency_validate import validate_table
+from sned.supernet.base.artifacts import DEFAULT_TABLE
 from sned.supernet.space import load_space
 
 
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2)
     args = parser.parse_args()
     space = load_space(args.experiment)
-    path = args.table or Path(str(resources.files("sned.experiments") / space.name / "latency-cpu.parquet"))
+    path = args.table or Path(str(resources.files("sned.experiments") / space.name / DEFAULT_TABLE))
     table = LatencyTable.load(path, space)
     threads = int(table.meta.get("threads") or 1)
     passes = [validate_table(space, table, n=args.n, seed=args.seed, threads=threads, repeats=args.repeats,

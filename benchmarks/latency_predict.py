@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from sned.predictors.latency import LatencyTable
+from sned.supernet.base.artifacts import DEFAULT_TABLE
 from sned.supernet.space import experiment_path, load_space
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=10_000)
     args = parser.parse_args(argv)
     space = load_space(args.experiment)
-    path = args.table or experiment_path(args.experiment).with_suffix("") / "latency-cpu.parquet"
+    path = args.table or experiment_path(args.experiment).with_suffix("") / DEFAULT_TABLE
     t0 = time.perf_counter()
     table = LatencyTable.load(path, space)
     load_s = time.perf_counter() - t0

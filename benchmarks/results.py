@@ -21,6 +21,7 @@ import pandas as pd
 from sned.predictors.accuracy import AccuracyPredictor, read_fvd_table
 from sned.predictors.latency import LatencyTable
 from sned.search import SearchConfig, run_search
+from sned.supernet.base.artifacts import DEFAULT_TABLE, FVD_TABLE, PREDICTOR
 from sned.supernet.space import load_space
 
 
@@ -52,7 +53,7 @@ def main() -> None:
             print(f"  steps {int(chunk['step'].iloc[0]):>5}-{int(chunk['step'].iloc[-1]):<5} mean loss "
                   f"{chunk['loss'].mean():.4f}")
 
-    table = LatencyTable.load(folder / "latency-cpu.parquet", space)
+    table = LatencyTable.load(folder / DEFAULT_TABLE, space)
     v = table.meta.get("validation", {})
     print(f"\n== latency table ({table.device}, {len(table.rows)} block rows, statistic {table.statistic}, "
           f"correction {table.correction})")
@@ -65,7 +66,7 @@ def main() -> None:
         print(f"  measured at {v.get('largest_smallest_res')} px: largest {v['largest_ms']:.0f} ms, "
               f"smallest {v['smallest_ms']:.0f} ms")
 
-    fvd, meta = read_fvd_table(folder / "fvd.parquet", space)
+    fvd, meta = read_fvd_table(folder / FVD_TABLE, space)
     print(f"\n== sampled-FVD table: {len(fvd)} rows, extractor {fvd['extractor'].iloc[0]}, "
           f"{int(fvd['n_videos'].iloc[0])} videos x {int(fvd['steps'].iloc[0])} DDIM steps per subnet; "
           f"noise-floor tau {meta.get('noise_floor_tau')}")
@@ -73,7 +74,7 @@ def main() -> None:
         print(f"  {res:>4} px: {len(df)} subnets, FVD {df['fvd'].min():.1f}-{df['fvd'].max():.1f}, "
               f"KVD {df['kvd'].min():.3f}-{df['kvd'].max():.3f}")
 
-    predictor = AccuracyPredictor.load(folder / "predictor.npz")
+    predictor = AccuracyPredictor.load(folder / PREDICTOR)
     print(f"\n== predictor: chosen {predictor.kind} on {predictor.describe_target()}; CV: "
           + ", ".join(f"{k} {v:.3f}" for k, v in predictor.metrics.items() if isinstance(v, float)))
     print(predictor.candidate_table().to_string(index=False))

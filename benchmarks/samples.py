@@ -29,8 +29,8 @@ import torch
 from sned.predictors.features import DomainFeatureExtractor
 from sned.predictors.fvd import inception_score
 from sned.supernet.checkpoint import load_supernet
-from sned.supernet.data import render_clips
 from sned.supernet.sample import class_labels, generate
+from sned.supernet.synth import render_clips
 
 
 def _line(name: str, probabilities: np.ndarray, classes: list[str], asked: list[str] | None = None) -> str:

@@ -39,6 +39,8 @@ from importlib import resources
 
 import httpx
 
+from sned.supernet.base.artifacts import DEFAULT_PREDICTORS
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 1000")
 
     folder = resources.files("sned.experiments") / "tiny"
-    analytic = not any((folder / name).is_file() for name in ("predictor.npz", "predictor.json"))
+    analytic = not any((folder / name).is_file() for name in DEFAULT_PREDICTORS)
     base = {"experiment": "tiny", "budget_ms": 200, "resolutions": [128], **({"analytic": True} if analytic else {})}
     port = _free_port()
     url = f"http://127.0.0.1:{port}"

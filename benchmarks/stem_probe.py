@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sned.supernet.data import render_clips
 from sned.supernet.diffusion import GaussianDiffusion
 from sned.supernet.model import Supernet
 from sned.supernet.sample import video_generators
 from sned.supernet.sampler import make_sampler
 from sned.supernet.space import SearchSpace, load_experiment, parse_space_spec
+from sned.supernet.synth import render_clips
 from sned.supernet.validation import format_losses, held_out_loss, make_held_out, reference_losses
 
 

@@ -41,7 +41,6 @@ import numpy as np
 from sned.predictors.encoding import feature_names, features, gene_matrix, stage_configurations
 from sned.predictors.quality_table import (
     REQUIRED_COLUMNS,
-    atomic_path,
     check_table_space,
     file_sha256,
     noise_floor_of,
@@ -55,7 +54,9 @@ from sned.predictors.quality_table import (
 from sned.predictors.selection import BASELINES
 from sned.predictors.surrogate_fit import MODELS
 from sned.predictors.surrogates import MODEL_TYPES, TRANSFORMS, Surrogate, invert_transform
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import SettingError, UserError
+from sned.supernet.base.files import write_atomic
+from sned.supernet.base.provenance import package_version
 from sned.supernet.space import Arch, SearchSpace, SpaceError, parse_space_spec
 
 if TYPE_CHECKING:  # pandas is only needed to read tables and fit, never to predict
@@ -209,9 +210,7 @@ class AccuracyPredictor:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            Path(tmp).write_bytes(buffer.getvalue())
-        return path
+        return write_atomic(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> AccuracyPredictor:
@@ -313,8 +312,8 @@ class AccuracyPredictor:
             transforms = TRANSFORMS if (values > 0).all() else ("identity",)
         transforms = _check_choices(transforms, TRANSFORMS, "transform")
         if "log" in transforms and (values <= 0).any():
-            raise UserError(f"transform 'log' needs positive values; target column {target!r} has values <= 0 "
-                            "(use --transforms identity)")
+            raise SettingError("transforms", "transform 'log' needs positive values; target column {target!r} has "
+                               "values <= 0 (use {transforms} identity)", target=target)
         for name, value in (("folds", folds), ("inner_folds", inner_folds)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 2:
                 raise UserError(f"{name} = {value!r}: nested cross-validation needs an integer >= 2")
@@ -325,7 +324,7 @@ class AccuracyPredictor:
         if n_groups < needed:
             raise UserError(f"{len(df)} subnets in {n_groups} distinct stage configurations are too few for nested "
                             f"CV with {folds} outer x {inner_folds} inner folds: need at least {needed} stage "
-                            f"configurations (2 per fold); evaluate more subnets or lower --folds/--inner-folds")
+                            f"configurations (2 per fold); evaluate more subnets or lower the folds or inner folds")
         res = df["res"].to_numpy(dtype=np.int64)
         per_res = np.unique(res, return_counts=True)[1]
         if per_res.max() < selection.MINIMUM_PER_RESOLUTION:
@@ -355,8 +354,8 @@ class AccuracyPredictor:
                       "noise_floor_tau": noise_floor_of(table_meta, target)[0]},  # of the target column
             "provenance": {"command": command if command is not None else " ".join(sys.argv),
                            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           "sned_version": _version("sned"), "numpy": np.__version__,
-                           "scikit_learn": _version("scikit-learn"), "pandas": pd.__version__},
+                           "sned_version": package_version("sned"), "numpy": np.__version__,
+                           "scikit_learn": package_version("scikit-learn"), "pandas": pd.__version__},
         }
         fitted = result.fitted
         scalers = {"x_mean": fitted.x_mean, "x_scale": fitted.x_scale, "t_mean": fitted.t_mean,
@@ -385,15 +384,6 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.Data
     table = pd.DataFrame(list(rows))
     order = [c for c in columns if c in table.columns]
     return table[order + [c for c in table.columns if c not in order]]
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 __all__ = ["AccuracyPredictor", "BASELINES", "MODELS", "REQUIRED_COLUMNS", "TRANSFORMS", "check_table_space",

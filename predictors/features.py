@@ -43,249 +43,33 @@ accuracy, the data folder's hash, settings, time, command, commit, date, weights
 run resumes from its last finished epoch (``train-state.safetensors`` + ``train-state.json``, removed
 when training ends).
 
-Training (:func:`~sned.predictors.features_training.train_features`, also importable from here)
-lives in :mod:`sned.predictors.features_training`.
-
-CLI::
-
-    sned features train DATA --out DIR [--frames 8] [--size 32] [--epochs E] [--seed 0]
-        [--val-fraction 0.2] [--widths 16,32,64,128] [--batch-size 16] [--device auto] [--quiet]
-    sned features show DIR [--data DATA] [--json]
+Training (:func:`~sned.predictors.features_training.train_features`) lives in
+:mod:`sned.predictors.features_training`, the card and the data folders in
+:mod:`sned.predictors.features_card`, the command
+(``sned features train|show``) in :mod:`sned.predictors.features_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sned.predictors.features_card import (
+    CARD_FILE,
+    DEFAULT_WIDTHS,
+    GROUPS,
+    NAME_PREFIX,
+    WEIGHTS_FILE,
+    load_card,
+)
 from sned.predictors.i3d import read_videos, video_batches
-from sned.supernet.errors import UserError
-from sned.supernet.files import file_sha256
-
-NAME_PREFIX = "domain"  # extractor names are "domain:<sha12 of the weights file>"
-WEIGHTS_FILE = "features.safetensors"
-CARD_FILE = "card.json"
-CARD_FORMAT = "sned-domain-features/1"
-GROUPS = 8  # GroupNorm groups: every width must be a multiple
-DEFAULT_FRAMES = 8  # the tiny experiment's clip length
-DEFAULT_SIZE = 32  # the tiny experiment's smallest resolution; larger inputs are area-downsampled to it
-# Three down-sampling stages: a 17 px receptive field at 32 px. With two stages (9 px) the bouncing-shapes
-# class went unlearned (held-out 0.79 vs 0.92 with three, 120 synthetic videos, 15 epochs). 128-d features:
-# well below the few hundred videos per evaluation.
-DEFAULT_WIDTHS: tuple[int, ...] = (16, 32, 64, 128)
-_TRAINING_NAMES = ("FeatureTrainingConfig", "FeatureTrainingResult", "train_features")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _TRAINING_NAMES:  # the training half lives in features_training (it imports this module)
-        from sned.predictors import features_training
-
-        return getattr(features_training, name)
-    raise AttributeError(f"module 'sned.predictors.features' has no attribute {name!r}")
-
-
-# ----------------------------------------------------------------------------- data folders
-
-
-def read_class_folders(data_dir: str | Path) -> dict[str, list[Path]]:
-    """The classes of a UCF-101-layout folder and their videos: ``{class: sorted video paths}``.
-
-    A class is a sub-folder of ``data_dir`` (hidden folders, starting with ``.``, are ignored);
-    its videos are every video file below it (:func:`sned.supernet.video_io.list_videos`).
-
-    Raises:
-        UserError: ``data_dir`` is not a folder, holds videos outside any class folder, has a class
-            folder without videos, or has fewer than 2 classes.
-    """
-    from sned.supernet.video_io import VIDEO_SUFFIXES, list_videos
-
-    root = Path(data_dir)
-    if not root.is_dir():
-        what = "is not a folder" if root.exists() else "does not exist"
-        raise UserError(f"data folder {root} {what} (expected UCF-101 layout: DATA/<class>/<video>)")
-    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
-    if loose:
-        raise UserError(f"{root} holds {len(loose)} videos outside any class folder (e.g. {loose[0]}); "
-                        "a classifier needs UCF-101 layout: DATA/<class>/<video>")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    classes = {p.name: list_videos(p) for p in folders}
-    empty = [name for name, videos in classes.items() if not videos]
-    if empty:
-        raise UserError(f"class folders without videos ({'/'.join(VIDEO_SUFFIXES)}) under {root}: "
-                        f"{_names(empty)}; remove them or add videos")
-    if len(classes) < 2:
-        found = f"1 class folder ({_names(list(classes))})" if classes else "no class folders"
-        raise UserError(f"{root} has {found}; a classifier needs at least 2 class sub-folders "
-                        "(UCF-101 layout: DATA/<class>/<video>)")
-    return classes
-
-
-def data_classes(data_dir: str | Path) -> list[str]:
-    """The sub-folders of ``data_dir`` that hold videos, sorted; ``[]`` for a flat folder (no check possible)."""
-    from sned.supernet.video_io import list_videos
-
-    root = Path(data_dir)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and list_videos(p))
-
-
-def data_folder_hash(data_dir: str | Path) -> str:
-    """sha256 of the folder's sorted relative video paths and byte sizes (one ``path<TAB>size`` line each)."""
-    from sned.supernet.video_io import list_videos
-
-    root = Path(data_dir)
-    digest = hashlib.sha256()
-    for path in list_videos(root):
-        digest.update(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\n".encode())
-    return digest.hexdigest()
-
-
-def _names(names: Sequence[str], limit: int = 10) -> str:
-    """``[a, b, c]``, shortened to ``limit`` names plus a count for long lists."""
-    shown = ", ".join(names[:limit])
-    return f"[{shown}, ... ({len(names)} in all)]" if len(names) > limit else f"[{shown}]"
-
-
-# ----------------------------------------------------------------------------- the card
-
-
-@dataclass(frozen=True)
-class FeatureCard:
-    """What a features folder holds and how it was made (``card.json``).
-
-    Attributes:
-        classes: class names in logit order (the data folder's sub-folders, sorted).
-        frames: clip length ``F`` the network was trained on.
-        size: frame height and width ``S`` in pixels it was trained on.
-        widths: channel widths of the stem and each stage.
-        feature_dim: dimension of the features (the last width).
-        heldout_accuracy: top-1 accuracy on the held-out videos' centre clips after the last epoch
-            (``None`` without held-out videos).
-        heldout_per_class: held-out accuracy per class (classes without held-out videos left out).
-        heldout_videos, train_videos: videos in each split.
-        train_accuracy: top-1 accuracy on the augmented training clips of the last epoch.
-        data: the data folder (absolute path) and ``data_hash`` its :func:`data_folder_hash`.
-        seed, epochs, batch_size, learning_rate, weight_decay, val_fraction: the training settings.
-        seconds: training time (summed over resumed runs).
-        command: the ``sned features train`` command that reproduces it.
-        commit: the sned git commit (``git rev-parse --short HEAD``) or ``None``.
-        date: when training ended (UTC, ISO 8601).
-        weights_sha256: sha256 of ``features.safetensors``.
-        sned_version, torch_version: package versions.
-    """
-
-    classes: tuple[str, ...]
-    frames: int
-    size: int
-    widths: tuple[int, ...]
-    feature_dim: int
-    heldout_accuracy: float | None
-    heldout_per_class: dict[str, float]
-    heldout_videos: int
-    train_videos: int
-    train_accuracy: float
-    data: str
-    data_hash: str
-    seed: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    weight_decay: float
-    val_fraction: float
-    seconds: float
-    command: str
-    commit: str | None
-    date: str
-    weights_sha256: str
-    sned_version: str
-    torch_version: str
-    format: str = CARD_FORMAT
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples as lists)."""
-        out = asdict(self)
-        out["classes"], out["widths"] = list(self.classes), list(self.widths)
-        return out
-
-    @classmethod
-    def from_dict(cls, payload: Mapping[str, Any], where: str = "card") -> FeatureCard:
-        """Read a card dict strictly: a missing or unknown key, or another format, is a ``UserError``."""
-        names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(payload) - {"format"})
-        unknown = sorted(set(payload) - names)
-        if payload.get("format", CARD_FORMAT) != CARD_FORMAT:
-            raise UserError(f"{where}: format {payload.get('format')!r}, expected {CARD_FORMAT!r}")
-        if missing or unknown:
-            raise UserError(f"{where}: missing keys {missing}, unknown keys {unknown}; was it written by "
-                            "`sned features train`?")
-        values = dict(payload)
-        values["classes"], values["widths"] = tuple(values["classes"]), tuple(int(w) for w in values["widths"])
-        return cls(**values)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (logits)."""
-        return len(self.classes)
-
-
-def load_card(features_dir: str | Path) -> FeatureCard:
-    """Read ``DIR/card.json``.
-
-    Raises:
-        UserError: no such folder or card, unreadable JSON, or a card of another format.
-    """
-    root = Path(features_dir)
-    path = root / CARD_FILE
-    if not path.is_file():
-        what = "is not a features folder" if root.is_dir() else "does not exist"
-        raise UserError(f"features folder {root} {what} (no {CARD_FILE}; make one with "
-                        "`sned features train DATA --out DIR`)")
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return FeatureCard.from_dict(payload, str(path))
-
-
-def check_classes(card: FeatureCard, data_dir: str | Path, where: str = "the features") -> list[str]:
-    """Refuse a video folder of another dataset: one whose class folders are not among the card's classes.
-
-    A flat folder (no class sub-folders, e.g. generated videos) cannot be checked and passes; a
-    folder with a subset of the card's classes (a split) passes.
-
-    Args:
-        card: the features' card.
-        data_dir: a video folder.
-        where: how to name the features in the message (their folder).
-
-    Returns:
-        The folder's class names (``[]`` for a flat folder).
-
-    Raises:
-        UserError: naming both class lists and the unknown classes.
-    """
-    found = data_classes(data_dir)
-    unknown = [name for name in found if name not in card.classes]
-    if unknown:
-        raise UserError(f"{data_dir} has classes {_names(found)}, but {where} were trained on "
-                        f"{_names(list(card.classes))} (unknown here: {_names(unknown)}); another dataset's "
-                        f"features do not fit: train some with `sned features train {data_dir} --out DIR`")
-    return found
-
+from sned.supernet.base.errors import UserError
+from sned.supernet.base.files import file_sha256
 
 # ----------------------------------------------------------------------------- network
 
@@ -575,94 +359,4 @@ class DomainFeatureExtractor:
         return self.features_from_paths(select_videos(root, n, seed), num_frames=num_frames, progress=progress)
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``sned features {train,show}`` options."""
-    from sned.predictors.features_training import (
-        DEFAULT_BATCH_SIZE,
-        DEFAULT_EPOCHS,
-        DEFAULT_LEARNING_RATE,
-        DEFAULT_VAL_FRACTION,
-        DEFAULT_WEIGHT_DECAY,
-    )
-
-    sub = parser.add_subparsers(dest="action", required=True, metavar="{train,show}")
-    t = sub.add_parser("train", help="train a domain classifier on a folder of class sub-folders (resumable)")
-    t.add_argument("data", help="video folder in UCF-101 layout: DATA/<class>/<video>")
-    t.add_argument("--out", required=True, metavar="DIR", help="features folder to write (resumed if partial)")
-    t.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help=f"clip length (default {DEFAULT_FRAMES})")
-    t.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                   help=f"frame size the network sees; inputs are resized to it (default {DEFAULT_SIZE})")
-    t.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs (default {DEFAULT_EPOCHS})")
-    t.add_argument("--seed", type=int, default=0, help="split, weights and augmentation seed (default 0)")
-    t.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
-                   help=f"share of each class held out for the accuracy (default {DEFAULT_VAL_FRACTION})")
-    t.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
-                   help=f"stem and stage channels, multiples of {GROUPS}; the last is the feature dimension "
-                        f"(default {','.join(map(str, DEFAULT_WIDTHS))})")
-    t.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"clips per step (default {DEFAULT_BATCH_SIZE})")
-    t.add_argument("--lr", type=float, default=DEFAULT_LEARNING_RATE,
-                   help=f"AdamW peak learning rate (default {DEFAULT_LEARNING_RATE:g})")
-    t.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY,
-                   help=f"AdamW weight decay (default {DEFAULT_WEIGHT_DECAY:g})")
-    t.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
-    t.add_argument("--workers", type=int, default=0, help="DataLoader workers reading clips (default 0)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    s = sub.add_parser("show", help="print a features folder's card and check its weights")
-    s.add_argument("dir", metavar="DIR", help="a folder written by `sned features train`")
-    s.add_argument("--data", help="also check that this video folder's classes are the card's")
-    s.add_argument("--json", action="store_true", help="print the card as JSON")
-
-
-def _parse_widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        widths = ()
-    if not widths:
-        raise UserError(f"--widths {text!r}: expected comma-separated integers like 16,32,64,128")
-    return widths
-
-
-def _summary(card: FeatureCard, name: str) -> str:
-    accuracy = "no held-out videos" if card.heldout_accuracy is None else \
-        f"held-out accuracy {card.heldout_accuracy:.3f} ({card.heldout_videos} videos)"
-    return (f"{name}: {card.num_classes} classes, {card.feature_dim}-d features, {card.frames} frames at "
-            f"{card.size} px; {accuracy}, train accuracy {card.train_accuracy:.3f}; {card.epochs} epochs in "
-            f"{card.seconds:.1f} s")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``sned features train`` or ``sned features show``."""
-    if args.action == "show":
-        extractor = DomainFeatureExtractor(args.dir)  # checks the weights against the card
-        if args.data:
-            check_classes(extractor.card, args.data, where=f"the features in {args.dir}")
-        if args.json:
-            print(json.dumps({"name": extractor.name, **extractor.card.to_dict()}, indent=2))
-        else:
-            print(_summary(extractor.card, f"{args.dir} ({extractor.name})"))
-            print(f"classes: {', '.join(extractor.classes)}")
-            print(f"data {extractor.card.data} (hash {extractor.card.data_hash[:12]}); made by: {extractor.card.command}")
-        return 0
-    from sned.predictors.features_training import FeatureTrainingConfig, train_features
-
-    cfg = FeatureTrainingConfig(
-        data=args.data, out=args.out, frames=args.frames, size=args.size, epochs=args.epochs, seed=args.seed,
-        val_fraction=args.val_fraction, widths=_parse_widths(args.widths), batch_size=args.batch_size,
-        learning_rate=args.lr, weight_decay=args.weight_decay, device=args.device, workers=args.workers,
-        progress=not args.quiet and os.environ.get("TQDM_DISABLE") not in ("1", "true"))
-    result = train_features(cfg)
-    name = f"{NAME_PREFIX}:{result.card.weights_sha256[:12]}"
-    how = " (already trained with these settings)" if result.is_reused else \
-        f" (resumed after epoch {result.resumed_from_epoch})" if result.resumed_from_epoch else ""
-    print(_summary(result.card, f"{result.out} ({name})") + how)
-    return 0
-
-
-__all__ = ["CARD_FILE", "WEIGHTS_FILE", "DomainClassifier", "DomainFeatureExtractor", "FeatureCard",
-           "add_arguments", "check_classes", "data_classes", "data_folder_hash", "load_card", "prepare_clips",
-           "read_class_folders", "run"]  # plus FeatureTrainingConfig, FeatureTrainingResult, train_features (lazy)
+__all__ = ["ConvNormActivation", "DomainClassifier", "DomainFeatureExtractor", "prepare_clips"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sned.predictors.features import (
+from sned.predictors.features import DomainClassifier
+from sned.predictors.features_card import (
     CARD_FILE,
     CARD_FORMAT,
     DEFAULT_FRAMES,
@@ -34,14 +34,14 @@ from sned.predictors.features import (
     DEFAULT_WIDTHS,
     GROUPS,
     WEIGHTS_FILE,
-    DomainClassifier,
     FeatureCard,
-    _names,
     data_folder_hash,
     read_class_folders,
+    short_list,
 )
-from sned.supernet.errors import UserError
-from sned.supernet.files import file_sha256, write_json_atomic
+from sned.supernet.base.errors import SettingError, UserError
+from sned.supernet.base.files import atomic_path, file_sha256, write_json_atomic
+from sned.supernet.base.provenance import git_commit, package_version
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +136,19 @@ class FeatureTrainingResult:
 
 
 def _check_training_config(cfg: FeatureTrainingConfig) -> None:
-    for name, value, low in (("--frames", cfg.frames, 1), ("--size", cfg.size, 8), ("--epochs", cfg.epochs, 1),
-                             ("--batch-size", cfg.batch_size, 1), ("--workers", cfg.workers, 0),
-                             ("--seed", cfg.seed, 0)):
+    for name, low in (("frames", 1), ("size", 8), ("epochs", 1), ("batch_size", 1), ("workers", 0), ("seed", 0)):
+        value = getattr(cfg, name)
         if int(value) != value or value < low:
-            raise UserError(f"{name} {value!r}: expected an integer >= {low}")
+            raise SettingError(name, "{setting} {value!r}: expected an integer >= {low}", value=value, low=low)
     if not 0.0 <= cfg.val_fraction < 1.0:
-        raise UserError(f"--val-fraction {cfg.val_fraction}: expected 0 <= value < 1")
+        raise SettingError("val_fraction", "{val_fraction} {value}: expected 0 <= value < 1", value=cfg.val_fraction)
     if not (cfg.learning_rate > 0 and math.isfinite(cfg.learning_rate)) or not cfg.weight_decay >= 0:
-        raise UserError(f"--lr {cfg.learning_rate} must be > 0 and --weight-decay {cfg.weight_decay} >= 0")
+        raise SettingError("learning_rate" if not cfg.learning_rate > 0 else "weight_decay",
+                           "{learning_rate} {lr} must be > 0 and {weight_decay} {decay} >= 0", lr=cfg.learning_rate,
+                           decay=cfg.weight_decay)
     if not cfg.widths or any(int(w) != w or w < GROUPS or w % GROUPS for w in cfg.widths):
-        raise UserError(f"--widths {','.join(map(str, cfg.widths))}: expected positive multiples of {GROUPS}")
+        raise SettingError("widths", "{widths} {value}: expected positive multiples of {groups}",
+                           value=",".join(map(str, cfg.widths)), groups=GROUPS)
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -155,9 +157,9 @@ def _resolve_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, ValueError):
-        raise UserError(f"--device {device!r}: expected auto, cpu, cuda or cuda:INDEX") from None
+        raise SettingError("device", "{device} {value!r}: expected auto, cpu, cuda or cuda:INDEX", value=device) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available here; use cpu or auto")
+        raise SettingError("device", "{device} {value}: CUDA is not available here; use cpu or auto", value=device)
     return resolved
 
 
@@ -253,12 +255,10 @@ def _save_training_state(out: Path, model: nn.Module, optimizer: torch.optim.Opt
     """Model and AdamW state as safetensors, progress as JSON, each written atomically."""
     from safetensors.torch import save_file
 
-    from sned.predictors.quality_table import atomic_path
+    from sned.supernet.checkpoint import optimizer_tensors
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for index, values in optimizer.state_dict()["state"].items():
-        for key, value in values.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors |= optimizer_tensors(optimizer, prefix="optimizer")[0]
     with atomic_path(out / STATE_WEIGHTS_FILE) as tmp:
         save_file(tensors, tmp)
     write_json_atomic(out / STATE_FILE, state)
@@ -267,14 +267,12 @@ def _save_training_state(out: Path, model: nn.Module, optimizer: torch.optim.Opt
 def _load_training_state(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     from safetensors.torch import load_file
 
+    from sned.supernet.checkpoint import optimizer_from_tensors, split_prefix
+
     tensors = load_file(str(out / STATE_WEIGHTS_FILE))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    saved: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            saved.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": saved, "param_groups": optimizer.state_dict()["param_groups"]})
+    model.load_state_dict(split_prefix(tensors, "model"))
+    saved = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
+    optimizer.load_state_dict(optimizer_from_tensors(saved, optimizer.state_dict()["param_groups"]))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -283,26 +281,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return payload if isinstance(payload, dict) else None
-
-
-def _commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
-                              capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return None
-    return done.stdout.strip() or None
-
-
-def _sned_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sned")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def train_features(cfg: FeatureTrainingConfig, *,
@@ -331,7 +309,6 @@ def train_features(cfg: FeatureTrainingConfig, *,
     """
     from tqdm import tqdm
 
-    from sned.predictors.quality_table import atomic_path
     from sned.supernet.data import VideoClipDataset
 
     began = time.perf_counter()
@@ -340,7 +317,7 @@ def train_features(cfg: FeatureTrainingConfig, *,
     data = Path(cfg.data).resolve()
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; expected a folder (new, or one to resume)")
+        raise SettingError("out", "{out} {path} is a file; expected a folder (new, or one to resume)", path=out)
 
     # 1. Classes, usable videos, split.
     class_videos = read_class_folders(data)
@@ -355,9 +332,9 @@ def train_features(cfg: FeatureTrainingConfig, *,
                "batch_size": card.batch_size, "learning_rate": card.learning_rate, "weight_decay": card.weight_decay}
         differ = [k for k in identity if old[k] != identity[k]]
         if differ:
-            raise UserError(f"{out} already holds features made with {', '.join(f'{k}={old[k]!r}' for k in differ)}"
-                            f", not {', '.join(f'{k}={identity[k]!r}' for k in differ)}; choose another --out "
-                            "or delete it")
+            raise SettingError("out", "{path} already holds features made with {was}, not {now}; choose another "
+                               "{out} or delete it", path=out, was=", ".join(f"{k}={old[k]!r}" for k in differ),
+                               now=", ".join(f"{k}={identity[k]!r}" for k in differ))
         return FeatureTrainingResult(out, card, resumed_from_epoch=card.epochs, is_reused=True)
     dataset = VideoClipDataset(data, frames=cfg.frames, size=cfg.size, seed=cfg.seed)
     tops = [p.relative_to(data).parts[0] for p in dataset.paths]
@@ -366,7 +343,7 @@ def train_features(cfg: FeatureTrainingConfig, *,
     lost = [name for c, name in enumerate(classes) if c not in labels]
     if lost:
         raise UserError(f"classes without a usable video (readable, >= {cfg.frames} frames) under {data}: "
-                        f"{_names(lost)}")
+                        f"{short_list(lost)}")
     train, heldout = _split(labels, len(classes), cfg.val_fraction, cfg.seed)
     cache_bytes = sum(dataset.frame_counts) * 3 * cfg.size * cfg.size * 4
     clips = _Clips(dataset, labels, cfg.seed, use_cache=cfg.workers == 0 and cache_bytes <= CACHE_LIMIT_BYTES)
@@ -437,9 +414,9 @@ def train_features(cfg: FeatureTrainingConfig, *,
         train_accuracy=metrics["train_accuracy"], data=str(data), data_hash=data_hash, seed=cfg.seed,
         epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=float(cfg.learning_rate),
         weight_decay=float(cfg.weight_decay), val_fraction=float(cfg.val_fraction),
-        seconds=round(elapsed + time.perf_counter() - began, 3), command=cfg.command(), commit=_commit(),
+        seconds=round(elapsed + time.perf_counter() - began, 3), command=cfg.command(), commit=git_commit(),
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        weights_sha256=file_sha256(out / WEIGHTS_FILE), sned_version=_sned_version(),
+        weights_sha256=file_sha256(out / WEIGHTS_FILE), sned_version=package_version("sned"),
         torch_version=torch.__version__)
     write_json_atomic(out / CARD_FILE, card.to_dict())
     for name in (STATE_WEIGHTS_FILE, STATE_FILE):

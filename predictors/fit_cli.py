@@ -15,8 +15,10 @@ import sys
 
 from sned.predictors.accuracy import MODELS, TRANSFORMS, AccuracyPredictor, check_table_space, read_fvd_table
 from sned.predictors.quality_table import noise_floor_of
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 from sned.supernet.space import load_space
+
+SETTING_FLAGS = {"checkpoint": "--checkpoint", "transforms": "--transforms"}  # how this CLI spells library settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -33,28 +33,32 @@ Published networks. :data:`PUBLISHED_I3D_WEIGHTS` maps the sha256 of an I3D file
 published to its name; only features of such a file (run with the published BatchNorm epsilon) are
 ``comparable_to_published`` (:func:`is_comparable_to_published`).
 
-This module is torch-free; ``sned.predictors.fvd.I3DFeatureExtractor`` (torch) is loaded from
-``sned.predictors.i3d`` on first access (and is left out of ``__all__`` so that a star import
-stays torch-free).
+This module is torch-free. The table of published networks lives in
+:mod:`sned.predictors.i3d_published` and the feature files in :mod:`sned.predictors.feature_files`;
+both are importable from here. The extractors are :mod:`sned.predictors.i3d` (torch) and
+:mod:`sned.predictors.features`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
-from sned.supernet.errors import UserError
+from sned.predictors.feature_files import FEATURE_FILE_FORMAT, FeatureSet, load_features, save_features
+from sned.predictors.i3d_published import (
+    PUBLISHED_I3D_WEIGHTS,
+    PublishedWeights,
+    is_comparable_to_published,
+    published_extractor_name,
+    register_published_weights,
+)
+from sned.supernet.base.errors import UserError
 
 __all__ = [
+    "FEATURE_FILE_FORMAT",
     "PUBLISHED_I3D_WEIGHTS",
     "BootstrapIntervals",
     "ConfidenceInterval",
@@ -76,81 +80,6 @@ __all__ = [
 
 CovarianceKind = Literal["unbiased", "biased"]
 COVARIANCE_KINDS: tuple[str, ...] = ("unbiased", "biased")
-FEATURE_FILE_FORMAT = "sned-features/1"
-
-
-def __getattr__(name: str) -> Any:
-    if name == "I3DFeatureExtractor":  # torch only when the extractor is wanted
-        from sned.predictors.i3d import I3DFeatureExtractor
-
-        return I3DFeatureExtractor
-    raise AttributeError(f"module 'sned.predictors.fvd' has no attribute {name!r}")
-
-
-# ----------------------------------------------------------------------------- published networks
-
-
-@dataclass(frozen=True)
-class PublishedWeights:
-    """An I3D file whose FVDs are published, known by its sha256.
-
-    Attributes:
-        name: the extractor name's stem (``"i3d-kinetics400"``); the extractor is ``"<name>:<sha12>"``.
-        description: what the file is and where it comes from.
-        bn_eps: the BatchNorm epsilon the published FVDs were computed with (1e-5 for TATS's
-            ``i3d_pretrained_400.pt``); ``None`` for a TorchScript detector, whose epsilon is compiled in.
-    """
-
-    name: str
-    description: str
-    bn_eps: float | None
-
-
-# sha256 of the published FVD networks -> what they are. It is meant to hold the sha256 of TATS's
-# i3d_pretrained_400.pt (the TF-Hub Kinetics-400 I3D in pytorch-i3d layout, run with BatchNorm eps
-# 1e-5 by TATS / VideoGPT / LVDM / cd-fvd) and of StyleGAN-V's i3d_torchscript.pt. It is empty
-# because sned was written offline and has never seen those files: a hash not computed from the
-# file itself would let any file pass as the published network. Once a file is checked (its FVDs
-# on a public set match the paper's), add it with register_published_weights or here, e.g.
-#   "<64 hex digits>": PublishedWeights("i3d-kinetics400", "TATS i3d_pretrained_400.pt ...", 1e-5),
-PUBLISHED_I3D_WEIGHTS: dict[str, PublishedWeights] = {}
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def register_published_weights(weights_sha256: str, weights: PublishedWeights) -> None:
-    """Add a published I3D file to :data:`PUBLISHED_I3D_WEIGHTS`.
-
-    Args:
-        weights_sha256: the file's sha256, 64 lowercase hex digits (``sha256sum FILE``).
-        weights: its name, description and BatchNorm epsilon.
-
-    Raises:
-        UserError: a malformed sha256, or one already registered.
-    """
-    if not isinstance(weights_sha256, str) or not _SHA256.fullmatch(weights_sha256):
-        raise UserError(f"weights_sha256 must be 64 lowercase hex digits (sha256sum output); got {weights_sha256!r}")
-    if weights_sha256 in PUBLISHED_I3D_WEIGHTS:
-        raise UserError(f"sha256 {weights_sha256[:12]} is already registered as "
-                        f"{PUBLISHED_I3D_WEIGHTS[weights_sha256].name!r}")
-    PUBLISHED_I3D_WEIGHTS[weights_sha256] = weights
-
-
-def published_extractor_name(weights_sha256: str) -> str | None:
-    """``"<published name>:<sha12>"`` for a file in :data:`PUBLISHED_I3D_WEIGHTS`, else ``None``."""
-    published = PUBLISHED_I3D_WEIGHTS.get(weights_sha256)
-    return None if published is None else f"{published.name}:{weights_sha256[:12]}"
-
-
-def is_comparable_to_published(extractor: str, weights_sha256: str) -> bool:
-    """Whether features of this extractor compare with published FVDs.
-
-    True only for a published file run as published: its sha256 is in
-    :data:`PUBLISHED_I3D_WEIGHTS` and the name is exactly :func:`published_extractor_name` (no
-    BatchNorm-epsilon suffix). Names written by older sned versions (``"i3d-kinetics400"``) are not.
-    """
-    name = published_extractor_name(weights_sha256)
-    return name is not None and extractor == name
 
 
 # ----------------------------------------------------------------------------- checks
@@ -538,92 +467,3 @@ def bootstrap_confidence_intervals(
             low, high = 2 * value - high, 2 * value - low
         intervals.append(ConfidenceInterval(float(value), low, high))
     return BootstrapIntervals(intervals[0], intervals[1], float(confidence), int(num_resamples), method)
-
-
-# ----------------------------------------------------------------------------- feature files
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    """Features of one video set and the network that produced them.
-
-    Attributes:
-        features: ``(n, d)`` float32 features.
-        extractor: extractor name (``"i3d:0123456789ab"``, ``"i3d-random"``, ...; see
-            ``sned.predictors.i3d.I3DFeatureExtractor.name``).
-        weights_sha256: sha256 of the extractor's weights.
-        source: where the videos came from (a folder path, or a free-form note).
-    """
-
-    features: np.ndarray
-    extractor: str
-    weights_sha256: str
-    source: str = ""
-
-    def check_extractor(self, extractor: str, weights_sha256: str, label: str = "features") -> None:
-        """Raise ``UserError`` unless these features come from ``extractor`` with these weights.
-
-        Features of different networks (or the same network with other weights) are not comparable.
-        """
-        if (self.extractor, self.weights_sha256) != (extractor, weights_sha256):
-            raise UserError(
-                f"{label} were extracted by {self.extractor} (sha256 {self.weights_sha256[:12]}), not by "
-                f"{extractor} (sha256 {weights_sha256[:12]}); recompute them or pass the same --i3d weights or --features folder"
-            )
-
-
-def save_features(
-    path: str | Path, features: np.ndarray, extractor: str, weights_sha256: str, source: str = ""
-) -> Path:
-    """Write features with their extractor's name and weights sha256 to an ``.npz`` file, atomically.
-
-    Returns:
-        The path written.
-    """
-    path = Path(path)
-    features = np.asarray(features, dtype=np.float32)
-    if features.ndim != 2:
-        raise UserError(f"features must be (num_videos, num_features); got shape {features.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-            np.savez(
-                f,
-                features=features,
-                meta=np.array(json.dumps({
-                    "format": FEATURE_FILE_FORMAT,
-                    "extractor": extractor,
-                    "weights_sha256": weights_sha256,
-                    "source": source,
-                    "num_videos": int(features.shape[0]),
-                })),
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def load_features(path: str | Path) -> FeatureSet:
-    """Read a feature file written by :func:`save_features` (no pickle).
-
-    Raises:
-        FileNotFoundError: no such file.
-        UserError: not a sned feature file, or a corrupt one.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such feature file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            features = np.asarray(data["features"], dtype=np.float32)
-            meta = json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"{path} is not a readable sned feature file (.npz from `sned fvd --save-features`): {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FEATURE_FILE_FORMAT:
-        raise UserError(f"{path} is not a sned feature file (format {FEATURE_FILE_FORMAT!r} expected)")
-    if features.ndim != 2:
-        raise UserError(f"{path} holds features of shape {features.shape}; expected (num_videos, num_features)")
-    return FeatureSet(features, str(meta["extractor"]), str(meta["weights_sha256"]), str(meta.get("source", "")))

@@ -41,7 +41,9 @@ from sned.predictors.fvd import (
     load_features,
     save_features,
 )
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
+
+SETTING_FLAGS = {"i3d": "--i3d", "features": "--features", "device": "--device"}  # this CLI's spelling of settings
 
 RANDOM_NOTE = "FVD (random I3D features; not comparable to published FVD)"
 UNPUBLISHED_NOTE = "FVD (weights not a known published FVD network; not comparable to published FVD)"
@@ -134,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     if args.features is not None:
         import torch
 
-        from sned.predictors.features import DomainFeatureExtractor, check_classes
+        from sned.predictors.features import DomainFeatureExtractor
+        from sned.predictors.features_card import check_classes
 
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
         extractor = DomainFeatureExtractor(args.features, device=device, batch_size=args.batch_size)

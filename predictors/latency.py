@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +50,9 @@ from typing import Any
 
 import numpy as np
 
+from sned.supernet.base.errors import UserError
+from sned.supernet.base.files import atomic_path
 from sned.supernet.blocks import Slot, get_kind, kind_code, kind_names, kind_of_code
-from sned.supernet.errors import UserError
 from sned.supernet.space import Arch, SearchSpace
 
 FORMAT = "sned-latency-table"
@@ -394,15 +393,8 @@ class LatencyTable:
                 else pa.array(values.astype(dtype))
         table = pa.table(arrays)
         table = table.replace_schema_metadata({META_KEY: json.dumps(self.meta, sort_keys=True).encode()})
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a table is package data others read
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         self.path = path
         return path
 

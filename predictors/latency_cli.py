@@ -21,7 +21,12 @@ import shlex
 import sys
 import time
 
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
+
+# How this CLI spells the MeasureSettings fields (and validate_table's n) that library errors name.
+SETTING_FLAGS = {"device": "--device", "dtype": "--dtype", "batch": "--batch", "threads": "--threads",
+                 "repeats": "--repeats", "warmup": "--warmup", "seed": "--seed", "clock": "--clock",
+                 "statistic": "--statistic", "n": "--n"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +168,7 @@ def _validate(args: argparse.Namespace) -> int:
     resolutions = _resolutions(args.res, space)
     n = _int(args.n, "--n", 3)
     threads = _int(args.threads, "--threads", 1)
-    from sned.predictors.latency_measure import parity_html, store_validation, validate_table
+    from sned.predictors.latency_validate import parity_html, store_validation, validate_table
 
     had_correction = bool(table.meta.get("correction", {}).get("n"))
     result = validate_table(space, table, n=n, seed=_int(args.seed, "--seed", 0), device=args.device,

@@ -11,16 +11,14 @@ only inside the functions.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sned.supernet.errors import UserError
-from sned.supernet.files import file_sha256
+from sned.supernet.base.errors import SettingError, UserError
+from sned.supernet.base.files import atomic_path, file_sha256
 from sned.supernet.space import SearchSpace, SpaceError, arch_id, canonical_json
 
 if TYPE_CHECKING:  # pandas is only needed to read tables and fit, never to predict
@@ -36,7 +34,7 @@ def check_table_space(meta: Mapping[str, Any], space: SearchSpace, where: str = 
     """Refuse a table whose recorded ``space_hash`` is not ``space.hash`` (naming both hashes)."""
     if meta.get("space_hash") != space.hash:
         raise UserError(f"{where} belongs to space {meta.get('space')!r} (hash {meta.get('space_hash')}), "
-                        f"not to space {space.name!r} (hash {space.hash}); pass the matching --experiment")
+                        f"not to space {space.name!r} (hash {space.hash}); use the experiment it was made for")
 
 
 def read_fvd_table(path: str | Path, space: SearchSpace | None = None, target: str = "fvd"
@@ -186,8 +184,8 @@ def select_rows(table: pd.DataFrame, checkpoint: str | None) -> pd.DataFrame:
         if df.empty:
             raise UserError(f"no rows for checkpoint {checkpoint!r}; the table has {[c[:12] for c in checkpoints]}")
     elif len(checkpoints) > 1:
-        raise UserError(f"the table mixes {len(checkpoints)} checkpoints {[c[:12] for c in checkpoints]}; "
-                        "choose one with --checkpoint")
+        raise SettingError("checkpoint", "the table mixes {n} checkpoints {found}; choose one with {checkpoint}",
+                           n=len(checkpoints), found=[c[:12] for c in checkpoints])
     extractors = sorted(df["extractor"].astype(str).unique())
     if len(extractors) > 1:
         raise UserError(f"the table mixes feature extractors {extractors}; FVDs of different extractors do not "
@@ -267,25 +265,6 @@ def numeric_columns(df: pd.DataFrame) -> list[str]:
             and not is_bool_dtype(df[c])]
 
 
-class atomic_path:  # noqa: N801 (used like a function: ``with atomic_path(p) as tmp``)
-    """``with atomic_path(p) as tmp``: write ``tmp`` (same folder), then ``os.replace`` it onto ``p``."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> str:
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.chmod(self.tmp, 0o644)  # mkstemp makes 0600; a shared artifact should be readable
-            os.replace(self.tmp, self.path)
-        elif os.path.exists(self.tmp):
-            os.unlink(self.tmp)
-
-
-__all__ = ["BOOKKEEPING_COLUMNS", "REQUIRED_COLUMNS", "atomic_path", "check_table_space",
+__all__ = ["BOOKKEEPING_COLUMNS", "REQUIRED_COLUMNS", "check_table_space",
            "file_sha256", "noise_floor_of", "numeric_columns", "read_fvd_table", "select_rows", "synthetic_fvd_table", "table_genes", "target_values",
            "write_fvd_table"]

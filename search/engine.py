@@ -54,7 +54,8 @@ from sned.search.objectives import (
     quality_columns,
 )
 from sned.search.pareto import hypervolume, non_dominated
-from sned.supernet.errors import SettingError, UserError
+from sned.supernet.base.errors import SettingError
+from sned.supernet.base.settings import check_keys
 from sned.supernet.space import SearchSpace, arch_id, arch_summary, load_space
 
 Method = Literal["auto", "nsga2", "exhaustive"]
@@ -191,10 +192,7 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, d: dict) -> SearchConfig:
         """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise UserError(f"settings: unknown keys {sorted(unknown)}; valid: {sorted(names)}")
+        check_keys(d, [f.name for f in fields(cls)], "settings")
         d = dict(d)
         if isinstance(d.get("objectives"), list):
             d["objectives"] = tuple(d["objectives"])

@@ -25,7 +25,8 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from sned.supernet.errors import SettingError, UserError
+from sned.supernet.base.artifacts import DEFAULT_PREDICTORS, DEFAULT_TABLE
+from sned.supernet.base.errors import SettingError, UserError
 from sned.supernet.space import SearchSpace, experiment_path
 
 # name -> (column of the evaluation table, description). ``--objectives`` picks from these keys.
@@ -55,8 +56,6 @@ def columns(target: str = DEFAULT_TARGET) -> tuple[str, ...]:
 
 
 COLUMNS = columns()  # those of an FVD predictor
-DEFAULT_TABLE = "latency-cpu.parquet"
-DEFAULT_PREDICTORS = ("predictor.npz", "predictor.json")  # the first that exists is the default
 
 
 def parse_objectives(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """The run folder of a search: what ``sned-search`` writes and ``sned report`` reads back.
 
-Layout (every file written atomically: temp file, then ``os.replace``)::
+Layout (every file written atomically: :func:`sned.supernet.base.files.write_atomic`)::
 
     runs/search-<timestamp>/
         pareto.csv      the fronts, one row per subnet (arch as canonical JSON), sorted by res, latency
@@ -14,20 +14,19 @@ Layout (every file written atomically: temp file, then ``os.replace``)::
 from __future__ import annotations
 
 import json
-import os
 import platform
-import secrets
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
 from sned.search.engine import SearchConfig, SearchResult
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
+from sned.supernet.base.files import write_atomic
+from sned.supernet.base.provenance import package_version
 from sned.supernet.space import canonical_json
 
 RUN_FILES = ("pareto.csv", "pareto.json", "settings.json", "points.csv", "history.csv")
@@ -60,27 +59,9 @@ def prepare_out_dir(path: str | Path) -> Path:
     return path
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file via a temp file in the same folder and ``os.replace`` (readers never see half a file)."""
-    # A plain open (not mkstemp) so the file gets the usual umask permissions, not 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("sned", "pymoo", "numpy", "pandas", "plotly"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return {"python": platform.python_version(),
+            **{dist: package_version(dist, "not installed") for dist in ("sned", "pymoo", "numpy", "pandas", "plotly")}}
 
 
 def write_run(result: SearchResult, out_dir: str | Path, command: list[str] | None = None) -> dict[str, Path]:
@@ -181,4 +162,4 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-__all__ = ["RUN_FILES", "RunFiles", "default_out_dir", "prepare_out_dir", "read_run", "write_atomic", "write_run"]
+__all__ = ["RUN_FILES", "RunFiles", "default_out_dir", "prepare_out_dir", "read_run", "write_run"]

@@ -27,22 +27,26 @@ This module stays importable without torch; each stage imports what it needs whe
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sned.supernet.errors import UserError
-from sned.supernet.files import write_json_atomic
+from sned.supernet.base.artifacts import FVD_TABLE, PARITY_HTML, PREDICTOR, latency_table_name
+from sned.supernet.base.errors import UserError
+from sned.supernet.base.files import write_json_atomic
+from sned.supernet.base.provenance import git_commit
+from sned.supernet.base.settings import load_section
 from sned.supernet.space import SearchSpace, load_experiment, load_space
+
+logger = logging.getLogger(__name__)
 
 STAGES = ("data", "features", "train", "latency", "evaluate", "fit", "search", "report")
 
@@ -84,8 +88,8 @@ class PipelineConfig:
     data_size: int = 128
     train_steps: int | None = None
     latency_threads: int = 1
-    latency_clock: str = "cpu"
-    latency_statistic: str = "min"
+    latency_clock: Literal["cpu", "wall"] = "cpu"
+    latency_statistic: Literal["min", "median"] = "min"
     latency_repeats: int = 25
     latency_validate: int = 30
     eval_subnets: int = 10
@@ -93,7 +97,7 @@ class PipelineConfig:
     eval_real_videos: int | None = None
     eval_pca_dim: int | None = None
     eval_steps: int = 10
-    eval_noise_floor: int | str = "all"
+    eval_noise_floor: int | Literal["all"] = "all"
     eval_cpus_per_trial: float = 1.0
     features_epochs: int = 30
     fit_folds: int = 5
@@ -102,26 +106,18 @@ class PipelineConfig:
 
     @classmethod
     def from_experiment(cls, data: Mapping[str, Any]) -> PipelineConfig:
-        section = data.get("pipeline") or {}
-        if not isinstance(section, Mapping):
-            raise UserError(f"pipeline: expected a mapping, got {type(section).__name__}")
-        valid = {f.name: f for f in fields(cls)}
-        for key, value in section.items():
-            if key not in valid:
-                raise UserError(f"pipeline: unknown key {key!r}; valid keys: {sorted(valid)}")
-            if key == "eval_noise_floor":  # "all" or a count
-                from sned.predictors.evaluate import parse_noise_floor
+        """The ``pipeline:`` section of a loaded experiment YAML (strict; see :func:`~sned.supernet.base.settings.load_section`)."""
+        return load_section(cls, data.get("pipeline") or {}, "pipeline", parsers={"eval_noise_floor": _noise_floor})
 
-                try:
-                    parse_noise_floor(value)
-                except UserError:
-                    raise UserError(f"pipeline.{key} = {value!r}: expected 'all' or an integer >= 0") from None
-                continue
-            default = getattr(cls, key)
-            expected = type(default) if default is not None else int
-            if isinstance(value, bool) or not isinstance(value, (int, float) if expected is float else expected):
-                raise UserError(f"pipeline.{key} = {value!r}: expected {expected.__name__}")
-        return cls(**section)
+
+def _noise_floor(value: Any, where: str) -> int | str:
+    """``eval_noise_floor``: ``"all"`` or a count."""
+    from sned.predictors.evaluate_select import parse_noise_floor
+
+    try:
+        return parse_noise_floor(value)
+    except UserError:
+        raise UserError(f"{where} = {value!r}: expected 'all' or an integer >= 0") from None
 
 
 @dataclass
@@ -142,26 +138,17 @@ class Context:
             "data": self.out / "data",
             "features": self.out / "features",
             "train": self.out / "train",
-            "latency": self.out / f"latency-{self.device.split(':')[0]}.parquet",
-            "parity": self.out / "latency-parity.html",
-            "evaluate": self.out / "fvd.parquet",
-            "fit": self.out / "predictor.npz",
+            "latency": self.out / latency_table_name(self.device),
+            "parity": self.out / PARITY_HTML,
+            "evaluate": self.out / FVD_TABLE,
+            "fit": self.out / PREDICTOR,
             "search": self.out / "search",
         }
 
 
-def git_commit() -> str:
-    """The commit of the sned checkout (``unknown`` outside a git checkout)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def provenance(ctx: Context, stage: str, seconds: float, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"stage": stage, "experiment": ctx.space.name, "space_hash": ctx.space.hash,
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "commit": git_commit(),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "commit": git_commit() or "unknown",
             "device": ctx.device, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": ctx.cfg.seed,
             "seconds": round(seconds, 1), "settings": asdict(ctx.cfg), **(extra or {})}
@@ -171,7 +158,7 @@ def provenance(ctx: Context, stage: str, seconds: float, extra: Mapping[str, Any
 
 
 def stage_data(ctx: Context) -> dict[str, Any]:
-    from sned.supernet.data import synthesize
+    from sned.supernet.synth import synthesize
 
     cfg = ctx.cfg
     paths = synthesize(ctx.paths["data"], cfg.data_videos, cfg.data_frames, cfg.data_size, cfg.seed,
@@ -206,13 +193,8 @@ def stage_train(ctx: Context) -> dict[str, Any]:
 
 def stage_latency(ctx: Context) -> dict[str, Any]:
     from sned.predictors.latency import LatencyTable
-    from sned.predictors.latency_measure import (
-        MeasureSettings,
-        measure_table,
-        parity_html,
-        store_validation,
-        validate_table,
-    )
+    from sned.predictors.latency_measure import MeasureSettings, measure_table
+    from sned.predictors.latency_validate import parity_html, store_validation, validate_table
 
     cfg = ctx.cfg
     settings = MeasureSettings(device=ctx.device, threads=cfg.latency_threads, repeats=cfg.latency_repeats,
@@ -289,9 +271,9 @@ def marker(out: Path, stage: str) -> Path:
 
 
 def run_pipeline(experiment: str, out: str | Path, stages: Sequence[str] = STAGES, *, device: str = "cpu",
-                 force: Sequence[str] = (), progress: bool = True, log: Callable[[str], None] = print
+                 force: Sequence[str] = (), progress: bool = True, log: Callable[[str], None] = logger.info
                  ) -> dict[str, dict[str, Any]]:
-    """Run (or continue) the pipeline; returns each stage's provenance record."""
+    """Run (or continue) the pipeline; returns each stage's provenance record (``log`` gets a line per stage)."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise UserError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
@@ -318,7 +300,9 @@ def run_pipeline(experiment: str, out: str | Path, stages: Sequence[str] = STAGE
     return records
 
 
-BUNDLED = {"latency": "latency-{device}.parquet", "evaluate": "fvd.parquet", "fit": "predictor.npz"}
+def bundled_files(device: str) -> dict[str, str]:
+    """Stage -> the artifact file :func:`bundle` copies (the latency table of ``device``, the FVD table, the predictor)."""
+    return {"latency": latency_table_name(device), "evaluate": FVD_TABLE, "fit": PREDICTOR}
 
 
 def bundle(experiment: str, out: str | Path, device: str = "cpu") -> Path:
@@ -328,8 +312,7 @@ def bundle(experiment: str, out: str | Path, device: str = "cpu") -> Path:
     target = path.parent / path.stem
     target.mkdir(exist_ok=True)
     records = {}
-    for stage, name in BUNDLED.items():
-        name = name.format(device=device.split(":")[0])
+    for stage, name in bundled_files(device).items():
         if not (out / name).exists() or not marker(out, stage).exists():
             raise UserError(f"cannot bundle: {out / name} is missing or its stage is unfinished; run the pipeline first")
         shutil.copy2(out / name, target / name)
@@ -369,7 +352,7 @@ def _bundle_supernet(run: Path, folder: Path, out: Path) -> dict[str, Any]:
     losses = {f"{r['res']}px/{r['subnet']}/t{r['t']}": r["loss"] for r in validation if r["step"] in (0, last)}
     marker_file = marker(out, "train")
     train_marker = json.loads(marker_file.read_text()) if marker_file.exists() else {}
-    provenance = {"command": train_marker.get("command"), "commit": git_commit(),
+    provenance = {"command": train_marker.get("command"), "commit": git_commit() or "unknown",
                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "steps": rows[-1]["step"] if rows else 0,
                   "train_seconds": round(sum(r["seconds"] for r in rows), 1),
@@ -383,7 +366,7 @@ def _class_order(n: int, class_names: Sequence[str]) -> list[int]:
     """Indices into ``render_clips(n, ...)`` (video ``i`` of class ``CLASS_NAMES[i % 6]``) that put class
     ``class_names[i % k]`` at position ``i``: what ``sned sample`` generates for a class-conditional
     checkpoint. Unconditional (no names): the clips' own order."""
-    from sned.supernet.data import CLASS_NAMES
+    from sned.supernet.synth import CLASS_NAMES
 
     if sorted(class_names) != sorted(CLASS_NAMES):
         return list(range(n))
@@ -398,8 +381,8 @@ def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int
     same videos. 24 videos at the two small resolutions, 12 at the largest (file size).
     """
     from sned.supernet.checkpoint import load_supernet
-    from sned.supernet.data import render_clips
     from sned.supernet.sample import generate, to_uint8, video_grid
+    from sned.supernet.synth import render_clips
     from sned.supernet.video_io import write_video
 
     net, info = load_supernet(weights)
@@ -420,32 +403,4 @@ def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int
             written[f"{which}-{res}"] = {"arch": arch, "file": f"samples/{which}-{res}.gif", "n": n}
     return {"checkpoint_sha256": info["sha256"], "step": info["step"], "steps": steps, "seed": 0, "gifs": written,
             "command": f"sned sample {weights.parent.name} --largest|--smallest --res R --n N --steps {steps} --seed 0",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit()}
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiment", help="bundled experiment name (tiny) or a YAML path")
-    parser.add_argument("--out", default=None, help="output folder (default: runs/pipeline-<experiment>)")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
-    parser.add_argument("--force", default="", help="stages to redo even if done (comma-separated)")
-    parser.add_argument("--device", default="cpu", help="device for training, latency and evaluation")
-    parser.add_argument("--bundle", action="store_true",
-                        help="afterwards, copy the latency table, FVD table and predictor into experiments/<name>/")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def run(args: argparse.Namespace) -> int:
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    force = [s.strip() for s in args.force.split(",") if s.strip()]
-    name = Path(args.experiment).stem
-    out = Path(args.out or f"runs/pipeline-{name}")
-    start = time.perf_counter()
-    run_pipeline(args.experiment, out, stages, device=args.device, force=force, progress=not args.quiet)
-    print(f"pipeline {name}: {', '.join(stages)} finished in {(time.perf_counter() - start) / 60:.1f} min; "
-          f"outputs in {out}")
-    if args.bundle:
-        print(f"bundled artifacts into {bundle(args.experiment, out, args.device)}")
-    return 0
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit() or "unknown"}

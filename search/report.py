@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from sned.search.objectives import QUALITY_LABELS, quality_columns
-from sned.search.output import RunFiles, read_run, write_atomic
+from sned.search.output import RunFiles, read_run
+from sned.supernet.base.files import write_atomic
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}

@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from sned.search.commands import SETTING_FLAGS as SEARCH_FLAGS
 from sned.search.objectives import (
     DEFAULT_OBJECTIVES,
     DEFAULT_PREDICTORS,
@@ -27,13 +28,12 @@ from sned.search.objectives import (
     QUALITY_LABELS,
     quality_columns,
 )
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 
-# How this CLI spells each SearchConfig setting: sned.search.cli phrases a SettingError with it, and
-# the search service writes the command line that reproduces a request with it.
-SETTING_FLAGS = {"experiment": "--experiment", "budget_ms": "--budget-ms", "steps": "--steps", "resolutions": "--res",
-                 "objectives": "--objectives", "method": "--method", "pop_size": "--pop", "generations": "--gens",
-                 "patience": "--patience", "seed": "--seed", "table": "--table", "predictor": "--predictor"}
+# How this CLI spells each setting (run_command phrases a SettingError with it): SearchConfig's, and --verify's.
+SETTING_FLAGS = {**SEARCH_FLAGS, "verify": "--verify", "i3d": "--i3d", "data": "--data", "checkpoint": "--ckpt",
+                 "address": "--address"}
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -41,7 +41,7 @@ from sned.search.serve_service import (
     DEFAULT_SPACE_INDEXES,
     SearchService,
 )
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 from sned.supernet.space import SpaceError
 
 CACHE_HEADER = "X-Sned-Cache"
@@ -68,12 +68,9 @@ def create_app(*, root: str | Path | None = None, token: str | None = None, cach
     Returns:
         The app; ``app.state.service`` is its :class:`SearchService`.
     """
-    from importlib.metadata import PackageNotFoundError, version
+    from sned.supernet.base.provenance import package_version
 
-    try:
-        sned_version = version("sned")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        sned_version = "0"
+    sned_version = package_version("sned", "0")  # "0": running from a bare checkout
     # FastAPIOffline: a plain FastAPI app whose docs pages load their assets from this server.
     # validatorUrl None: Swagger UI would otherwise offer to send the schema to an online validator.
     app = FastAPIOffline(title="sned search service", version=sned_version,

@@ -23,7 +23,7 @@ from sned.search.serve_service import (
     DEFAULT_SPACE_INDEXES,
     GENERATION_COST,
 )
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
         deploy(host=args.host, port=args.port, token=token, address=args.address, replicas=args.replicas,
                cache_size=args.cache_size, max_searches=args.max_searches, max_evaluations=args.max_evaluations,
-               known_archs=args.known_archs, space_indexes=args.space_indexes)
+               known_archs=args.known_archs, space_indexes=args.space_indexes,
+               announce=lambda line: print(line, flush=True))
         return 0
     import uvicorn
 

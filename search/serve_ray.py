@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sned.supernet.ray_start import RaySession, start_ray
@@ -24,7 +25,7 @@ _SESSION: RaySession | None = None  # the Ray that deploy() started, stopped by 
 def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, address: str | None = None,
            replicas: int = 1, cache_size: int | None = None, max_searches: int = 2, max_evaluations: int | None = None,
            known_archs: int | None = None, space_indexes: int | None = None, root: str | Path | None = None,
-           blocking: bool = True) -> None:
+           blocking: bool = True, announce: Callable[[str], None] | None = None) -> None:
     """Start (or join) Ray, start Serve's HTTP proxy on ``host:port`` and deploy the app.
 
     Args:
@@ -36,6 +37,7 @@ def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = Non
             :func:`~sned.search.serve.create_app` (None: its default).
         root: the experiments folder; None: the installed bundle (it must exist on every node).
         blocking: wait until interrupted (the CLI); False returns once the app is running (tests).
+        announce: called with a one-line "serving at ..." message once the app runs (the CLI prints it).
     """
     global _SESSION
     from ray import serve
@@ -63,8 +65,9 @@ def deploy(*, host: str = "127.0.0.1", port: int = 8000, token: str | None = Non
 
     serve.run(SnedSearch.bind(), name=APP_NAME, route_prefix="/", blocking=False)
     log.info("sned serve (Ray Serve, %d replicas) on http://%s:%d", replicas, host, port)
+    if announce is not None:
+        announce(f"sned serve: Ray Serve, {replicas} replica(s), http://{host}:{port} (Ctrl-C stops)")
     if blocking:
-        print(f"sned serve: Ray Serve, {replicas} replica(s), http://{host}:{port} (Ctrl-C stops)", flush=True)
         try:
             while True:
                 time.sleep(1)

@@ -7,7 +7,6 @@ path from a request is ever opened.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -15,12 +14,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from sned.search.objectives import DEFAULT_PREDICTORS, DEFAULT_TABLE
 from sned.search.serve_schema import NAME_PATTERN, RequestError
+from sned.supernet.base.artifacts import (
+    DEFAULT_DEVICE,
+    DEFAULT_PREDICTORS,
+    LATENCY_GLOB,
+    PREDICTOR_GLOBS,
+    table_device,
+)
+from sned.supernet.base.files import file_sha256
 from sned.supernet.space import SearchSpace, load_space
-
-TABLE_PREFIX, TABLE_SUFFIX = "latency-", ".parquet"  # device "cpu" -> latency-cpu.parquet
-PREDICTOR_GLOBS = ("predictor*.npz", "predictor*.json")
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,7 @@ class Experiment:
 
     @property
     def default_device(self) -> str | None:
-        default = DEFAULT_TABLE[len(TABLE_PREFIX):-len(TABLE_SUFFIX)]
-        return default if default in self.tables else next(iter(self.tables), None)
+        return DEFAULT_DEVICE if DEFAULT_DEVICE in self.tables else next(iter(self.tables), None)
 
     @property
     def default_predictor(self) -> str | None:
@@ -78,8 +80,7 @@ class Registry:
             if not re.match(NAME_PATTERN, name):
                 continue  # a name no request could ask for
             folder = self.root / name
-            tables = {p.name[len(TABLE_PREFIX):-len(TABLE_SUFFIX)]: p
-                      for p in sorted(folder.glob(f"{TABLE_PREFIX}*{TABLE_SUFFIX}")) if p.is_file()}
+            tables = {table_device(p.name): p for p in sorted(folder.glob(LATENCY_GLOB)) if p.is_file()}
             predictors = {p.name: p for pattern in PREDICTOR_GLOBS for p in sorted(folder.glob(pattern)) if p.is_file()}
             found[name] = Experiment(name, yaml, {k: v for k, v in tables.items() if re.match(NAME_PATTERN, k)},
                                      predictors)
@@ -126,10 +127,10 @@ class FileHashes:
             known = self._known.get(path)
         if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
             return known[2]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         with self._lock:
             self._known[path] = (st.st_size, st.st_mtime_ns, digest)
         return digest
 
 
-__all__ = ["PREDICTOR_GLOBS", "TABLE_PREFIX", "TABLE_SUFFIX", "Experiment", "FileHashes", "Registry"]
+__all__ = ["Experiment", "FileHashes", "Registry"]

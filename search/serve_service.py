@@ -3,7 +3,7 @@
 :class:`SearchService` is plain Python over the registry and the caches (no routes, no HTTP
 objects but the answers' models), so it can be driven and tested without a server. A bad request
 is a :class:`~sned.search.serve_schema.RequestError` naming the field; a library
-:class:`~sned.supernet.errors.SettingError` becomes one with its ``setting`` as the field, since
+:class:`~sned.supernet.base.errors.SettingError` becomes one with its ``setting`` as the field, since
 the API speaks :class:`~sned.search.engine.SearchConfig`'s names.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shlex
 import threading
 import time
 from collections import OrderedDict
@@ -22,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from sned.search.commands import export_command, search_command, serve_run_folder
 from sned.search.serve_cache import LRU, SearchCache
-from sned.search.serve_registry import TABLE_PREFIX, TABLE_SUFFIX, Experiment, FileHashes, Registry
+from sned.search.serve_registry import Experiment, FileHashes, Registry
 from sned.search.serve_schema import ExperimentInfo, Experiments, RequestError, SearchRequest, SubnetInfo
-from sned.supernet.errors import SettingError, UserError
+from sned.supernet.base.errors import SettingError, UserError
 from sned.supernet.space import SearchSpace, SpaceError, arch_id, arch_summary
 
 ENUMERATE_LIMIT = 100_000  # /subnets enumerates spaces up to this many archs to find an unknown id
@@ -263,18 +263,18 @@ class SearchService:
         fvd: dict[str, dict[str, float] | None] = {}
         errors: dict[str, str] = {}
         for device, path in exp.tables.items():
-            latency[device] = self._score(errors, f"latency-{device}", lambda p=path: _table_ms(space, p, X))
+            latency[device] = self._score(errors, path.stem, lambda p=path: _table_ms(space, p, X))
         for name, path in exp.predictors.items():
             fvd[name] = self._score(errors, name, lambda p=path: _predictor_fvd(space, p, X))
         analytic = self._analytic(space)
         latency["analytic"] = float(analytic.latency_ms(X)[0])
         mean, std = analytic.fvd(X)
         fvd["analytic"] = {"mean": float(mean[0]), "std": float(std[0])}
-        export = f"sned export RUN/pareto.json --id {wanted} --ckpt CKPT --out subnet-{wanted}"
+        export = export_command(wanted)
         note = ("RUN is a sned-search run folder whose front holds this arch; CKPT the supernet checkpoint")
         if searches:
-            run = f"runs/serve-{wanted}"
-            export = f"{_search_command(exp.name, searches[0], run)} && {export.replace('RUN', run)}"
+            run = serve_run_folder(wanted)
+            export = f"{search_command(exp.name, searches[0], run)} && {export_command(wanted, run)}"
             note = "the search reproduces the front that holds this arch; CKPT is the supernet checkpoint"
         return SubnetInfo(arch_id=wanted, experiment=exp.name, arch=arch, summary=arch_summary(arch), res=arch["res"],
                           params=int(space.params(X)[0]), gflops=float(space.flops(X)[0] / 1e9), latency_ms=latency,
@@ -330,26 +330,6 @@ def _predictor_fvd(space: SearchSpace, path: Path, X) -> dict[str, float]:
     predictor.check_space(space)
     mean, std = predictor.predict(X)
     return {"mean": float(mean[0]), "std": float(std[0])}
-
-
-def _search_command(experiment: str, request: dict[str, Any], out: str) -> str:
-    """The ``sned search`` command line that answers the same as ``request`` (device/predictor by bundled file)."""
-    from sned.search.search_cli import SETTING_FLAGS as FLAGS  # the CLI's spelling of each setting
-
-    argv = ["sned", "search", FLAGS["experiment"], experiment]
-    for name in ("budget_ms", "steps", "method", "pop_size", "generations", "patience", "seed"):
-        if request.get(name) is not None:
-            argv += [FLAGS[name], str(request[name])]
-    for name in ("resolutions", "objectives"):
-        if request.get(name):
-            argv += [FLAGS[name], ",".join(map(str, request[name]))]
-    if request.get("analytic"):
-        argv.append("--analytic")
-    if request.get("device"):
-        argv += [FLAGS["table"], f"<experiment folder>/{experiment}/{TABLE_PREFIX}{request['device']}{TABLE_SUFFIX}"]
-    if request.get("predictor"):
-        argv += [FLAGS["predictor"], f"<experiment folder>/{experiment}/{request['predictor']}"]
-    return shlex.join([*argv, "--out", out])
 
 
 __all__ = ["DEFAULT_CACHE_SIZE", "DEFAULT_KNOWN_ARCHS", "DEFAULT_MAX_EVALUATIONS", "DEFAULT_SPACE_INDEXES",

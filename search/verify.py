@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from sned.search.objectives import quality_columns
-from sned.search.output import write_atomic
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import SettingError
+from sned.supernet.base.files import write_atomic
 
 VERIFY_CSV = "verify.csv"
 
@@ -26,7 +26,7 @@ VERIFY_CSV = "verify.csv"
 def pick_members(front: pd.DataFrame, k: int) -> pd.DataFrame:
     """``k`` rows of a front (sorted by latency) spread evenly along it, ends included."""
     if k < 1:
-        raise UserError(f"--verify {k}: expected an integer >= 1")
+        raise SettingError("verify", "{verify} {value}: expected an integer >= 1", value=k)
     front = front.sort_values("latency_ms").reset_index(drop=True)
     if len(front) <= k:
         return front
@@ -46,7 +46,7 @@ def verify_run(run_dir: str | Path, fronts: dict[int, pd.DataFrame], experiment:
     run_dir = Path(run_dir)
     picked = {res: pick_members(front, k) for res, front in fronts.items() if len(front)}
     if not picked:
-        raise UserError("--verify: every front is empty, nothing to verify")
+        raise SettingError("verify", "{verify}: every front is empty, nothing to verify")
     table = run_dir / "verify.parquet"
     archs = {res: [json.loads(a) if isinstance(a, str) else a for a in rows["arch"]] for res, rows in picked.items()}
     evaluate(EvaluateConfig(experiment=experiment, checkpoint=checkpoint, data=data, out=str(table),

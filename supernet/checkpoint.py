@@ -19,11 +19,9 @@ No pickle anywhere. A checkpoint is written into a hidden temporary folder and r
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,8 +32,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sned.supernet.errors import UserError
-from sned.supernet.files import file_sha256, write_json_atomic
+from sned.supernet.base.errors import SettingError, UserError
+from sned.supernet.base.files import atomic_dir, atomic_path, file_sha256, write_json_atomic
 from sned.supernet.space import SearchSpace, SpaceError, parse_space_spec
 
 FORMAT = "sned-supernet-checkpoint"
@@ -79,18 +77,21 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
 # ----------------------------------------------------------------------------- optimizer <-> tensors + JSON
 
 
-def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "state"
+                      ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """An optimizer's state as safetensors-ready tensors ``<prefix>.<param index>.<key>`` and JSON-able groups."""
     state = optimizer.state_dict()
     tensors = {}
     for index, entries in state["state"].items():
         for key, value in entries.items():
             value = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"state.{index}.{key}"] = value.detach().cpu().contiguous()
+            tensors[f"{prefix}.{index}.{key}"] = value.detach().cpu().contiguous()
     groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in state["param_groups"]]
     return tensors, groups
 
 
-def _optimizer_join(tensors: Mapping[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
+def optimizer_from_tensors(tensors: Mapping[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The optimizer ``state_dict`` of :func:`optimizer_tensors`' tensors (any one prefix) and groups."""
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         _, index, key = name.split(".", 2)
@@ -126,22 +127,16 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module, ema:
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{int(step):08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    # The same step written again (a resumed run re-reaching it) replaces the folder whole.
+    with atomic_dir(final) as tmp:
         save_file(_tensors(model, "model") | _tensors(ema, "ema"), str(tmp / WEIGHTS), metadata={"format": FORMAT})
-        opt_tensors, groups = _optimizer_split(optimizer)
+        opt_tensors, groups = optimizer_tensors(optimizer)
         save_file(opt_tensors, str(tmp / OPTIMIZER), metadata={"format": FORMAT})
         payload = {"format": FORMAT, "version": VERSION, "step": int(step), **dict(state),
                    "optimizer": {"param_groups": groups}, "rng": rng_states(),
                    "files": {WEIGHTS: sha256_file(tmp / WEIGHTS), OPTIMIZER: sha256_file(tmp / OPTIMIZER)},
                    "torch_version": torch.__version__, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_json_atomic(tmp / STATE, payload, indent=1)
-        if final.exists():  # the same step written again (a resumed run re-reaching it): replace it whole
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     if keep > 0:
         for old in list_checkpoints(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -169,21 +164,17 @@ def bundle_weights(ckpt: str | Path, out: str | Path, dtype: str = "fp16",
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle.", dir=out))
-    try:
-        save_file({f"ema.{k}": v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS),
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file({f"ema.{k}": v.contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={"format": FORMAT, "dtype": dtype})
-        keep = ("experiment", "space", "space_hash", "config", "sample_config", "sampler", "seed", "world_size",
-                "total_steps", "torch_version", "class_names")
-        payload = {"format": FORMAT, "version": VERSION, "step": int(state["step"]),
-                   **{k: state[k] for k in keep if k in state}, "weights_only": True, "dtype": dtype,
-                   "source_sha256": state["files"][WEIGHTS], "provenance": dict(provenance or {}),
-                   "files": {WEIGHTS: sha256_file(tmp / WEIGHTS)}}
-        write_json_atomic(tmp / STATE, payload, indent=1)
-        os.replace(tmp / WEIGHTS, out / WEIGHTS)
-        os.replace(tmp / STATE, out / STATE)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        weights_sha256 = sha256_file(tmp)
+    keep = ("experiment", "space", "space_hash", "config", "sample_config", "sampler", "seed", "world_size",
+            "total_steps", "torch_version", "class_names")
+    payload = {"format": FORMAT, "version": VERSION, "step": int(state["step"]),
+               **{k: state[k] for k in keep if k in state}, "weights_only": True, "dtype": dtype,
+               "source_sha256": state["files"][WEIGHTS], "provenance": dict(provenance or {}),
+               "files": {WEIGHTS: weights_sha256}}
+    write_json_atomic(out / STATE, payload, indent=1)
     return out
 
 
@@ -296,7 +287,7 @@ def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], wher
 
 def optimizer_state(ckpt: str | Path, state: Mapping[str, Any]) -> dict[str, Any]:
     """The optimizer ``state_dict`` stored in a checkpoint."""
-    return _optimizer_join(load_tensors(ckpt, OPTIMIZER), state["optimizer"]["param_groups"])
+    return optimizer_from_tensors(load_tensors(ckpt, OPTIMIZER), state["optimizer"]["param_groups"])
 
 
 def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: str | torch.device = "cpu"
@@ -325,7 +316,8 @@ def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: st
     space = space_from_state(state, str(ckpt))
     net = Supernet(space)
     if not ema and state.get("weights_only"):
-        raise UserError(f"{ckpt} holds only the EMA weights (a bundled supernet); drop --raw")
+        raise SettingError("ema", "{path} holds only the EMA weights (a bundled supernet); load those ({ema})",
+                           path=ckpt)
     load_into(net, split_prefix(load_tensors(ckpt), "ema" if ema else "model"), str(ckpt))
     net = net.to(device).eval()
     info = {"path": str(ckpt), "step": int(state["step"]), "experiment": state["experiment"],
@@ -337,5 +329,5 @@ def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: st
 
 __all__ = ["CHECKPOINTS", "FORMAT", "OPTIMIZER", "STATE", "WEIGHTS", "bundle_weights", "bundled_supernet",
            "list_checkpoints", "load_into",
-           "load_supernet", "load_tensors", "optimizer_state", "read_state", "resolve_checkpoint", "rng_states",
+           "load_supernet", "load_tensors", "optimizer_from_tensors", "optimizer_state", "optimizer_tensors", "read_state", "resolve_checkpoint", "rng_states",
            "save_checkpoint", "set_rng_states", "sha256_file", "space_from_state", "split_prefix"]

@@ -2,7 +2,8 @@
 
 Torch-free. Each section maps onto a frozen dataclass; every key is optional (the dataclass
 defaults are the CPU-sized ``tiny`` settings), an unknown key or a value of the wrong type is a
-:class:`~sned.supernet.errors.UserError` naming the key, the value and the valid keys or choices.
+:class:`~sned.supernet.base.errors.UserError` naming the key, the value and the valid keys or choices
+(through the floor's one strict loader, :func:`sned.supernet.base.settings.load_section`).
 
 Example (``experiments/tiny.yaml``)::
 
@@ -17,13 +18,13 @@ Example (``experiments/tiny.yaml``)::
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
+from sned.supernet.base.settings import load_section
 
 SamplerKind = Literal["uniform", "dynamic", "fixed"]
 CostKind = Literal["params", "flops"]
@@ -87,68 +88,22 @@ class SampleConfig:
     guidance: float = 1.0  # classifier-free guidance scale of a class-conditional space (1: none)
 
 
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) is tuple:
-        return "a list of numbers" if get_args(tp)[1:] == (Ellipsis,) else f"a list of {len(get_args(tp))} numbers"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """``value`` as type ``tp``, or a UserError naming ``where``, the value and the expected type."""
-    origin = get_origin(tp)
-    ok: Any = None
-    if origin is Literal:
-        if value in get_args(tp) and isinstance(value, str):
-            return value
-        raise UserError(f"{where} = {value!r}: expected one of {list(get_args(tp))}")
-    if origin is tuple and get_args(tp)[1:] == (Ellipsis,):  # tuple[float, ...]: any length
-        if isinstance(value, (list, tuple)):
-            return tuple(_coerce(v, get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value))
-    elif origin is tuple:
-        items = get_args(tp)
-        if isinstance(value, (list, tuple)) and len(value) == len(items):
-            return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items, strict=True)))
-    elif tp is bool:
-        ok = value if isinstance(value, bool) else None
-    elif tp is int:
-        ok = value if isinstance(value, int) and not isinstance(value, bool) else None
-    elif tp is float:
-        ok = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    elif tp is str:
-        ok = value if isinstance(value, str) else None
-    else:  # pragma: no cover - only the types above appear in the dataclasses
-        raise AssertionError(tp)
-    if ok is None:
-        raise UserError(f"{where} = {value!r}: expected {_type_name(tp)}")
-    return ok
-
-
 _NON_NEGATIVE = {"val_videos", "image_steps", "lr_warmup_steps", "ema_start", "sampling_warmup_steps", "data_workers", "lr_min",
                  "weight_decay", "grad_clip", "eta", "keep_checkpoints"}
 
 
+def _check_number(key: str, value: Any, where: str) -> Any:
+    """Numbers are positive, or ``>= 0`` for the keys of :data:`_NON_NEGATIVE`."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key in _NON_NEGATIVE and value < 0:
+            raise UserError(f"{where} = {value!r}: expected a number >= 0")
+        if key not in _NON_NEGATIVE and value <= 0:
+            raise UserError(f"{where} = {value!r}: expected a positive number")
+    return value
+
+
 def _from_section(cls: type, section: Any, where: str) -> Any:
-    if section is None:
-        return cls()
-    if not isinstance(section, Mapping):
-        raise UserError(f"{where}: expected a mapping of settings, got {type(section).__name__}")
-    hints = typing.get_type_hints(cls)
-    valid = [f.name for f in fields(cls)]
-    kwargs = {}
-    for key, value in section.items():
-        if key not in valid:
-            raise UserError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}")
-        value = _coerce(value, hints[key], f"{where}.{key}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            low = 0 if key in _NON_NEGATIVE else None
-            if low is None and value <= 0:
-                raise UserError(f"{where}.{key} = {value!r}: expected a positive number")
-            if low is not None and value < low:
-                raise UserError(f"{where}.{key} = {value!r}: expected a number >= 0")
-        kwargs[key] = value
-    cfg = cls(**kwargs)
+    cfg = load_section(cls, section, where, check=_check_number)
     _check(cfg, where)
     return cfg
 

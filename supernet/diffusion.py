@@ -181,7 +181,8 @@ class GaussianDiffusion:
     @torch.no_grad()
     def ddim_sample(self, model: Denoiser, shape: Sequence[int], steps: int, generators: Sequence[torch.Generator],
                     eta: float = 0.0, device: torch.device | str = "cpu", clip: bool = True,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                    dtype: torch.dtype = torch.float32,
+                    on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
         """Generate ``len(generators)`` videos with DDIM.
 
         Video ``i`` draws its initial noise and every step's noise from ``generators[i]`` (CPU
@@ -197,6 +198,8 @@ class GaussianDiffusion:
             device: where the model runs.
             clip: clamp x̂_0 to [-1, 1] at every step (the data range).
             dtype: dtype of the latent ``z`` fed to the model.
+            on_step: called as ``on_step(t, z_t, x0_hat)`` at every step, before stepping on (to
+                watch a trajectory: what the model sees and what it predicts).
 
         Returns:
             ``(n, c, f, h, w)`` float32 on ``device``, clamped to [-1, 1].
@@ -216,6 +219,8 @@ class GaussianDiffusion:
             if clip:
                 x0 = x0.clamp(-1, 1)
                 eps = (z - alpha_bar[t].sqrt().item() * x0) / (1 - alpha_bar[t]).sqrt().item()
+            if on_step is not None:
+                on_step(t, z, x0)
             # 2. step to the previous timestep (ᾱ_prev = 1: the clean video)
             ab_t = alpha_bar[t].item()
             ab_prev = alpha_bar[ts[i + 1]].item() if i + 1 < len(ts) else 1.0

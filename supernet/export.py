@@ -1,19 +1,15 @@
-"""``sned export``: a standalone subnet (safetensors + config.json) from a search run and a checkpoint.
-
-    sned export RUN/pareto.json --id ARCH_ID --ckpt CKPT --out DIR
+"""A standalone subnet (safetensors + config.json) from a search run and a checkpoint (``sned export``).
 
 ``DIR/model.safetensors`` holds the extracted static subnet's weights (EMA by default) and
 ``DIR/config.json`` its arch, the space definition, the diffusion settings it was trained with, and
 the provenance (checkpoint sha256, search run, predicted metrics). :func:`load_exported` rebuilds
-the module without the supernet's other weights, and ``sned sample DIR`` samples from it.
+the module without the supernet's other weights, and ``sned sample DIR`` samples from it. The
+command is :mod:`sned.supernet.export_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +17,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
+from sned.supernet.base.files import atomic_path, write_json_atomic
 from sned.supernet.space import Arch, SearchSpace, arch_id, parse_space_spec
 
 CONFIG, WEIGHTS, FORMAT = "config.json", "model.safetensors", "sned-subnet-1"
@@ -77,14 +74,9 @@ def export_subnet(ckpt: str | Path, arch: Arch, out: str | Path, ema: bool = Tru
               "params": int(sum(p.numel() for p in subnet.parameters())),
               "checkpoint": {"path": info["path"], "sha256": info["sha256"], "step": info["step"], "ema": ema},
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
-    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=out)
-    os.close(fd)
-    save_file({k: v.contiguous() for k, v in subnet.state_dict().items()}, tmp, metadata={"format": FORMAT})
-    os.replace(tmp, out / WEIGHTS)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=out)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(config, fh, indent=2)
-    os.replace(tmp, out / CONFIG)
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file({k: v.contiguous() for k, v in subnet.state_dict().items()}, str(tmp), metadata={"format": FORMAT})
+    write_json_atomic(out / CONFIG, config)
     return out
 
 
@@ -132,23 +124,3 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> tuple
         raise UserError(f"{path / WEIGHTS} does not fit arch {config.get('arch_id')}: "
                         f"{str(exc).splitlines()[0][:200]}") from None
     return StandaloneSubnet(subnet, space, config["arch"]).to(device).eval(), config
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pareto", help="a search run's pareto.json (or the run folder)")
-    parser.add_argument("--id", required=True, dest="arch_id", help="arch id from the front")
-    parser.add_argument("--ckpt", required=True, help="supernet checkpoint: run folder, checkpoint folder, or a bundled "
-                        "experiment's name (tiny: experiments/tiny/supernet)")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA weights")
-
-
-def run(args: argparse.Namespace) -> int:
-    arch, row = find_front_member(args.pareto, args.arch_id)
-    predicted = {k: row[k] for k in ("latency_ms", "fvd_pred", "fvd_std", "loss_pred", "loss_std", "params", "gflops") if k in row}
-    out = export_subnet(args.ckpt, arch, args.out, ema=not args.raw,
-                        extra={"search_run": str(Path(args.pareto).resolve()), "predicted": predicted})
-    config = json.loads((out / CONFIG).read_text())
-    print(f"exported {config['arch_id']} ({config['params'] / 1e6:.2f} M params, {arch['res']} px) to {out}; "
-          f"sample with: sned sample {out} --n 4 --out {out}/samples")
-    return 0

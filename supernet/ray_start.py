@@ -10,7 +10,7 @@ call :func:`start_ray`:
    dashboard, whatever else runs on this machine. Ray's own default without an address is to join
    the head named in ``/tmp/ray/ray_current_cluster`` (the last ``ray start``), and then to refuse
    the ``num_cpus`` a local start needs, or to hang on a head that has since died.
-3. **Ray fails** to start or connect: :class:`~sned.supernet.errors.UserError`, which the CLIs print
+3. **Ray fails** to start or connect: :class:`~sned.supernet.base.errors.UserError`, which the CLIs print
    as one line with exit code 2.
 
 The environment variables set here (``RAY_TMPDIR``, so the workers inherit the private temp dir,
@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import SettingError, UserError
 
 # What start_ray may set: always RAY_DISABLE_USAGE_STATS, and RAY_TMPDIR for a private instance.
 RAY_ENVIRON: tuple[str, ...] = ("RAY_DISABLE_USAGE_STATS", "RAY_TMPDIR")
@@ -127,10 +127,10 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, enviro
             with contextlib.suppress(Exception):
                 ray.shutdown()
             _restore_environ(saved)
-            source = "--address" if address else "RAY_ADDRESS"
-            raise UserError(f"could not connect to the Ray cluster at {source} {target}: {_reason(exc)}; "
-                            f"check that its head runs (`ray status --address ...`), or leave out --address "
-                            f"(and RAY_ADDRESS) to start a private local Ray") from exc
+            source = "{address}" if address else "RAY_ADDRESS"
+            raise SettingError("address", "could not connect to the Ray cluster at " + source + " {target}: {reason}; "
+                               "check that its head runs (`ray status --address ...`), or leave out {address} (and "
+                               "RAY_ADDRESS) to start a private local Ray", target=target, reason=_reason(exc)) from exc
         return RaySession(True, target, None, saved)
     temp_dir = tempfile.mkdtemp(prefix="sned-ray-")  # short: Ray's socket paths must stay under 107 bytes
     # RAY_TMPDIR too: the workers inherit it, so nothing of this run lands in the shared /tmp/ray.

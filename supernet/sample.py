@@ -1,11 +1,8 @@
-"""``sned sample``: DDIM videos from any subnet of a trained supernet, at any resolution of its space.
+"""DDIM videos from any subnet of a trained supernet, at any resolution of its space (``sned sample``).
 
-    sned sample CKPT (--arch JSON | --largest | --smallest) --res R --n N --steps S --out DIR [--eta 0] [--seed K]
-
-``CKPT`` is a run folder (its newest checkpoint), a checkpoint folder, or a bundled experiment's
-name (``tiny``: ``experiments/tiny/supernet``, trained EMA weights). Writes ``sample-000.mp4`` and
-``sample-000.gif`` per video, ``grid.gif`` (all of them tiled) and ``samples.json`` (arch,
-checkpoint sha256, seed, steps, eta).
+:func:`write_samples` writes ``sample-000.mp4`` and ``sample-000.gif`` per video, ``grid.gif`` (all
+of them tiled) and ``samples.json`` (arch, checkpoint sha256, seed, steps, eta); the command is
+:mod:`sned.supernet.sample_cli`.
 
 :func:`generate` is the Python entry point (the sampled-FVD trials call it). It uses **common random
 numbers**: video ``i`` draws all its noise from a generator seeded by ``(seed, i)``, so every
@@ -15,18 +12,16 @@ the batch size, which removes most of the sampling noise from FVD differences be
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sned.supernet.errors import UserError
-from sned.supernet.space import Arch, arch_id, arch_summary
+from sned.supernet.base.errors import SettingError
+from sned.supernet.base.files import write_json_atomic
+from sned.supernet.space import Arch
 
 
 def video_generators(seed: int, n: int) -> list[torch.Generator]:
@@ -38,7 +33,8 @@ def video_generators(seed: int, n: int) -> list[torch.Generator]:
 @torch.no_grad()
 def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, eta: float = 0.0,
              batch_size: int = 8, device: str | torch.device = "cpu", prediction: str = "v",
-             dtype: torch.dtype = torch.float32, labels: Any = None, guidance: float = 1.0) -> torch.Tensor:
+             dtype: torch.dtype = torch.float32, labels: Any = None, guidance: float = 1.0,
+             on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Generate ``n`` videos with DDIM from subnet ``arch`` of a supernet.
 
     Args:
@@ -58,6 +54,8 @@ def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, et
         guidance: classifier-free guidance scale ``w``: the prediction is
             ``uncond + w * (cond - uncond)`` (Ho & Salimans 2022); 1 is the plain conditional model
             (one forward per step), anything else costs a second forward (batched with the first).
+        on_step: ``on_step(t, z_t, x0_hat)`` for each batch at each DDIM step (see
+            :meth:`~sned.supernet.diffusion.GaussianDiffusion.ddim_sample`).
 
     Returns:
         ``(n, c, f, h, w)`` float32 on the CPU, in [-1, 1].
@@ -97,7 +95,8 @@ def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, et
     for i in range(0, n, batch_size):
         y = None if labels is None else labels[i: i + batch_size]
         videos.append(diffusion.ddim_sample(lambda z, t, y=y: model(z, t, y), shape, steps,
-                                            generators[i: i + batch_size], eta=eta, device=device).cpu())
+                                            generators[i: i + batch_size], eta=eta, device=device,
+                                            on_step=on_step).cpu())
     return torch.cat(videos)
 
 
@@ -144,10 +143,7 @@ def write_samples(videos: torch.Tensor, out: str | Path, fps: int = 8, meta: dic
         write_video(out / f"sample-{i:03d}.gif", frames, fps=fps)
     scale = max(1, 64 // frames_all.shape[2])
     write_video(out / "grid.gif", video_grid(frames_all, columns=6, scale=scale), fps=fps)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump({**(meta or {}), "videos": [p.name for p in paths]}, f, indent=1)
-    os.replace(tmp, out / "samples.json")
+    write_json_atomic(out / "samples.json", {**(meta or {}), "videos": [p.name for p in paths]}, indent=1)
     return paths
 
 
@@ -160,7 +156,7 @@ def class_labels(classes: int, class_names: list[str], n: int, wanted: str | Non
     """
     if not classes:
         if wanted is not None:
-            raise UserError("--class: this checkpoint is unconditional (space.classes = 0)")
+            raise SettingError("label", "{label}: this checkpoint is unconditional (space.classes = 0)")
         return None, []
     names = list(class_names) or [str(i) for i in range(classes)]
     if wanted is None:
@@ -168,95 +164,9 @@ def class_labels(classes: int, class_names: list[str], n: int, wanted: str | Non
     elif wanted in names:
         labels = [names.index(wanted)] * n
     else:
-        raise UserError(f"--class {wanted!r}: not a class of this checkpoint; valid: {', '.join(names)}")
+        raise SettingError("label", "{label} {value!r}: not a class of this checkpoint; valid: {choices}", value=wanted,
+                           choices=", ".join(names), valid=names)
     return labels, [names[i] for i in labels]
 
 
-def _parse_arch(text: str) -> Any:
-    path = Path(text)
-    try:
-        return json.loads(path.read_text() if path.suffix == ".json" and path.is_file() else text)
-    except ValueError as exc:
-        raise UserError(f"--arch: not a JSON arch or a .json file ({exc})") from None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``sned sample`` options."""
-    parser.add_argument("checkpoint", help="run folder (newest checkpoint), checkpoint folder, a `sned export` folder, "
-                        "or a bundled experiment's name (tiny: its trained supernet)")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--arch", help="the subnet as JSON (or a .json file); its res is overridden by --res")
-    which.add_argument("--largest", action="store_true", help="the largest subnet at --res")
-    which.add_argument("--smallest", action="store_true", help="the smallest subnet at --res")
-    parser.add_argument("--res", type=int, help="resolution (default: the arch's, else the space's largest)")
-    parser.add_argument("--n", type=int, help="number of videos (default: the experiment's sample.n)")
-    parser.add_argument("--steps", type=int, help="DDIM steps (default: the experiment's sample.steps)")
-    parser.add_argument("--eta", type=float, help="DDIM eta (default: sample.eta, usually 0)")
-    parser.add_argument("--class", dest="label", metavar="NAME",
-                        help="class-conditional checkpoints: sample only this class (default: every class in turn)")
-    parser.add_argument("--guidance", type=float,
-                        help="classifier-free guidance scale (default: sample.guidance; 1: none)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (common random numbers; default 0)")
-    parser.add_argument("--batch-size", type=int, help="videos per forward (default: sample.batch_size)")
-    parser.add_argument("--out", required=True, help="output folder for the videos")
-    parser.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-
-
-def run(args: argparse.Namespace) -> int:
-    """Sample videos and print where they went."""
-    from sned.supernet.checkpoint import load_supernet
-    from sned.supernet.config import SampleConfig, sample_config_from_dict
-    from sned.supernet.export import is_export, load_exported
-
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    if device == "auto":
-        device = "cpu"
-    if is_export(args.checkpoint):  # a standalone subnet from `sned export`: its own arch only
-        net, config = load_exported(args.checkpoint, device=device)
-        info = {"path": str(args.checkpoint), "sha256": config["checkpoint"]["sha256"],
-                "step": config["checkpoint"]["step"], "experiment": config["experiment"],
-                "ema": config["checkpoint"]["ema"], "config": {"prediction": config["prediction"]},
-                "sample_config": config.get("sample"), "class_names": config.get("class_names", [])}
-        if not (args.arch or args.largest or args.smallest):
-            args.arch = json.dumps(net.arch)
-    else:
-        if not (args.arch or args.largest or args.smallest):
-            raise UserError("which subnet? pass --arch JSON, --largest or --smallest")
-        net, info = load_supernet(args.checkpoint, ema=not args.raw, device=device)
-    space = net.space
-    defaults: SampleConfig = sample_config_from_dict(info.get("sample_config"))
-    res = args.res
-    if args.arch:
-        arch = _parse_arch(args.arch)
-        if isinstance(arch, dict) and res is not None:
-            arch = {**arch, "res": res}
-        arch = space.validate(arch)
-    else:
-        res = max(space.resolutions) if res is None else res
-        arch = space.largest(res) if args.largest else space.smallest(res)
-    n = args.n or defaults.n
-    steps = args.steps or defaults.steps
-    eta = defaults.eta if args.eta is None else args.eta
-    for name, value in (("--n", n), ("--steps", steps), ("--batch-size", args.batch_size or 1)):
-        if value < 1:
-            raise UserError(f"{name} {value}: expected >= 1")
-    if eta < 0:
-        raise UserError(f"--eta {eta}: expected >= 0")
-    guidance = defaults.guidance if args.guidance is None else args.guidance
-    labels, names = class_labels(space.spec.classes, info.get("class_names") or [], n, args.label)
-    if not space.spec.classes and args.guidance is not None:
-        raise UserError("--guidance: this checkpoint is unconditional (space.classes = 0)")
-    prediction = info["config"].get("prediction", "v")
-    videos = generate(net, arch, n, steps, args.seed, eta=eta, batch_size=args.batch_size or defaults.batch_size,
-                      device=device, prediction=prediction, labels=labels, guidance=guidance)
-    meta = {"checkpoint": info["path"], "checkpoint_sha256": info["sha256"], "step": info["step"],
-            "experiment": info["experiment"], "ema": info["ema"], "arch": arch, "arch_id": arch_id(arch),
-            "seed": args.seed, "steps": steps, "eta": eta, "n": n,
-            **({"guidance": guidance, "classes": names} if space.spec.classes else {})}
-    paths = write_samples(videos, args.out, fps=defaults.fps, meta=meta)
-    print(f"{len(paths)} videos of {arch_summary(arch)} (arch {arch_id(arch)}, {steps} DDIM steps) -> {args.out}")
-    return 0
-
-
-__all__ = ["add_arguments", "class_labels", "generate", "run", "to_uint8", "video_generators", "write_samples"]
+__all__ = ["class_labels", "generate", "to_uint8", "video_generators", "write_samples"]

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sned.supernet.base.settings import check_keys
 from sned.supernet.blocks import Slot, get_kind
 from sned.supernet.space_spec import GROUPS, LatentSpec, SpaceError, SpaceSpec, StageSpec, parse_space_spec
 
@@ -159,9 +160,7 @@ class SearchSpace:
         """
         if not isinstance(arch, Mapping):
             raise SpaceError(f"arch: expected a mapping like {{'res': ..., 'stages': [...]}}, got {type(arch).__name__}")
-        unknown = set(arch) - {"res", "stages"}
-        if unknown:
-            raise SpaceError(f"arch: unknown keys {sorted(unknown)}; valid keys: ['res', 'stages']")
+        check_keys(arch, ("res", "stages"), "arch", error=SpaceError)
         if arch.get("res") not in self.spec.resolutions:
             raise SpaceError(f"arch.res = {arch.get('res')!r} is not in the space; valid: {list(self.spec.resolutions)}")
         stages = arch.get("stages")
@@ -172,9 +171,7 @@ class SearchSpace:
             where = f"arch.stages[{s}]"
             if not isinstance(st, Mapping):
                 raise SpaceError(f"{where}: expected a mapping with width, depth, attn")
-            unknown = set(st) - {"width", "depth", "attn"}
-            if unknown:
-                raise SpaceError(f"{where}: unknown keys {sorted(unknown)}; valid keys: ['attn', 'depth', 'width']")
+            check_keys(st, ("width", "depth", "attn"), where, error=SpaceError)
             if st.get("width") not in spec.widths:
                 raise SpaceError(f"{where}.width = {st.get('width')!r} is not a valid choice; valid: {list(spec.widths)}")
             if st.get("depth") not in spec.depths:

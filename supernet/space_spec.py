@@ -1,6 +1,6 @@
 """The ``space:`` section of an experiment YAML, parsed strictly into frozen dataclasses (torch-free).
 
-This is the bottom of the space's layering: it imports nothing of sned, so the block-kind registry
+This is the bottom of the space's layering: it imports only the floor (``sned.supernet.base``), so the block-kind registry
 (``sned.supernet.blocks``) can speak of a :class:`SpaceSpec` and ``sned.supernet.space`` can build
 a :class:`~sned.supernet.space.SearchSpace` on both. Unknown keys and wrong types are errors that
 name the field, the value and the valid set.
@@ -12,12 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sned.supernet.base.errors import SpaceError
+from sned.supernet.base.settings import check_keys, load_section
+
 GROUPS = 32  # GroupNorm groups; every width is a multiple of this.
-
-
-class SpaceError(ValueError):
-    """An invalid space definition or arch; the message names the field, the value and the valid set."""
-
 
 # ----------------------------------------------------------------------------- spec (YAML)
 
@@ -77,10 +75,7 @@ class SpaceSpec:
 
 
 def _check_keys(section: Mapping, cls: type, where: str) -> None:
-    valid = [f.name for f in fields(cls)]
-    for key in section:
-        if key not in valid:
-            raise SpaceError(f"{where}: unknown key {key!r}; valid keys: {valid}")
+    check_keys(section, [f.name for f in fields(cls)], where, error=SpaceError)
 
 
 def _int_tuple(value: Any, where: str) -> tuple[int, ...]:
@@ -96,6 +91,12 @@ def _positive_int(section: Mapping, key: str, where: str, default: int) -> int:
     value = section.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise SpaceError(f"{where}.{key} = {value!r}: expected a positive integer")
+    return value
+
+
+def _positive(key: str, value: int, where: str) -> int:
+    if value <= 0:
+        raise SpaceError(f"{where} = {value!r}: expected a positive integer")
     return value
 
 
@@ -146,9 +147,7 @@ def parse_space_spec(section: Mapping, name: str = "space") -> SpaceSpec:
     if latent is not None:
         if not isinstance(latent, Mapping):
             raise SpaceError("space.latent: expected a mapping with channels, spatial_factor, temporal_factor")
-        _check_keys(latent, LatentSpec, "space.latent")
-        latent = LatentSpec(**{k: _positive_int(latent, k, "space.latent", getattr(LatentSpec, k)) for k in
-                               ("channels", "spatial_factor", "temporal_factor")})
+        latent = load_section(LatentSpec, latent, "space.latent", error=SpaceError, check=_positive)
     spec = SpaceSpec(
         resolutions=_int_tuple(section["resolutions"], "space.resolutions"),
         frames=_positive_int(section, "frames", "space", 8),

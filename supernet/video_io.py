@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sned.supernet.base.files import atomic_path
+
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 NATIVE_STDERR_LIMIT = 4096  # bytes of captured native output kept for the debug log
 
@@ -70,6 +72,20 @@ def native_stderr_captured(what: str = "") -> Iterator[None]:
             os.close(saved)
 
 
+def data_folder_hash(data_dir: str | Path) -> str:
+    """sha256 of a folder's sorted relative video paths and byte sizes (one ``path<TAB>size`` line each).
+
+    A cheap fingerprint of a dataset (no video is read): the feature cards of ``sned features`` record it.
+    """
+    import hashlib
+
+    root = Path(data_dir)
+    digest = hashlib.sha256()
+    for path in list_videos(root):
+        digest.update(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
     """Write ``(f, h, w, 3)`` uint8 frames to ``path`` (.mp4 or .gif), atomically (temp file + rename)."""
     import av  # PyAV; decord cannot write
@@ -83,15 +99,11 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
         from PIL import Image
 
         images = [Image.fromarray(f) for f in frames]
-        fd, tmp = tempfile.mkstemp(suffix=".gif", dir=path.parent)
-        os.close(fd)
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
         return path
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
+    with atomic_path(path, suffix=path.suffix or ".mp4") as tmp:  # PyAV picks the container by the suffix
+        with av.open(str(tmp), mode="w") as container:
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv444p"  # no chroma subsampling: small frames keep their colours
@@ -101,10 +113,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

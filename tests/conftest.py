@@ -44,6 +44,25 @@ def checkpoint_writer():
     return save_perturbed_checkpoint
 
 
+def kill_when_written(cmd: list[str], path: Path, timeout: float, env: dict[str, str] | None = None) -> int:
+    """Run ``cmd``, SIGKILL it as soon as ``path`` exists (e.g. a checkpoint folder), and return its exit code.
+
+    The way a test kills a training run mid-way to prove that ``--resume`` continues it exactly.
+    """
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not path.exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    return proc.wait()
+
+
+@pytest.fixture(scope="session")
+def killer():
+    """:func:`kill_when_written` as a fixture."""
+    return kill_when_written
+
+
 def free_port() -> int:
     """A TCP port nothing listens on (at the time of asking)."""
     with socket.socket() as s:

@@ -24,7 +24,7 @@ from sned.predictors.accuracy import (
 from sned.predictors.encoding import stage_configurations
 from sned.predictors.quality_table import noise_floor_of, table_genes
 from sned.search.cli import main
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 from sned.supernet.space import SpaceError, arch_id, canonical_json, load_space
 
 

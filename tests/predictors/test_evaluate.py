@@ -25,15 +25,14 @@ from sned.predictors.evaluate import (
     FvdTable,
     TrialSpec,
     clip_subset,
-    noise_floor_subset,
     noise_floor_tau,
-    parse_noise_floor,
     peak_concurrency,
     plan_trials,
     select_subnets,
 )
+from sned.predictors.evaluate_cli import SETTING_FLAGS
 from sned.search.cli import main
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import SettingError, UserError
 from sned.supernet.space import arch_id, canonical_json, load_space
 
 CKPT_SHA = "c" * 64
@@ -53,92 +52,6 @@ def _row(arch: dict, fvd: float, ckpt: str = CKPT_SHA, seed: int = 0, loss: floa
 
 SETTINGS = {"videos": 4, "real_videos": 4, "steps": 2, "eta": 0.0, "seed": 0, "ema": True,
             "extractor": "i3d-random", "extractor_sha256": "e" * 64}
-
-
-# ----------------------------------------------------------------------------- subnet selection
-
-
-@pytest.mark.parametrize("res", [32, 128])
-def test_selection_includes_extremes_and_is_sorted_distinct(tiny, res):
-    archs = select_subnets(tiny, res, 8, np.random.default_rng(0))
-    ids = [arch_id(a) for a in archs]
-    assert len(archs) == 8 and len(set(ids)) == 8
-    assert archs[0] == tiny.smallest(res) and archs[-1] == tiny.largest(res)
-    assert all(a["res"] == res for a in archs)
-    flops = tiny.flops(archs)
-    assert np.all(np.diff(flops) >= 0)
-
-
-def test_selection_is_stratified_over_the_flops_quantiles(tiny):
-    """Each of the n-2 inner picks lies in its own FLOPs-quantile stratum of the other archs."""
-    n = 10
-    X = tiny.enumerate(32)
-    flops = np.sort(tiny.flops(X))[1:-1]  # without the extremes
-    edges = [chunk[[0, -1]] for chunk in np.array_split(flops, n - 2)]
-    for seed in range(5):
-        inner = tiny.flops(select_subnets(tiny, 32, n, np.random.default_rng(seed))[1:-1])
-        for value, (low, high) in zip(inner, edges, strict=True):
-            assert low <= value <= high
-
-
-def test_selection_is_seeded(tiny):
-    first = select_subnets(tiny, 64, 6, np.random.default_rng([3, 64]))
-    again = select_subnets(tiny, 64, 6, np.random.default_rng([3, 64]))
-    other = [select_subnets(tiny, 64, 6, np.random.default_rng([s, 64])) for s in range(4, 8)]
-    assert first == again
-    assert any(o != first for o in other)
-
-
-def test_selection_edge_cases(tiny):
-    assert select_subnets(tiny, 32, 2, np.random.default_rng(0)) == [tiny.smallest(32), tiny.largest(32)]
-    everything = select_subnets(tiny, 32, 10**6, np.random.default_rng(0))
-    assert len(everything) == tiny.count(32)
-    with pytest.raises(UserError, match="at least 2"):
-        select_subnets(tiny, 32, 1, np.random.default_rng(0))
-
-
-def test_selection_of_a_big_space_uses_a_pool_with_both_extremes():
-    big = load_space("pixel-1.6b")
-    res = big.resolutions[0]
-    archs = select_subnets(big, res, 7, np.random.default_rng(0), pool=500)
-    assert archs[0] == big.smallest(res) and archs[-1] == big.largest(res) and len({arch_id(a) for a in archs}) == 7
-
-
-def test_noise_floor_subset_spreads_over_the_list():
-    items = [{"i": i} for i in range(8)]
-    assert noise_floor_subset(items, 3) == [items[0], items[4], items[7]]  # round(linspace(0, 7, 3))
-    assert noise_floor_subset(items, 0) == [] and noise_floor_subset(items, 20) == items
-    assert noise_floor_subset(items, "all") == items
-
-
-def test_parse_noise_floor_takes_all_or_a_count():
-    assert parse_noise_floor("all") == "all" and parse_noise_floor(" ALL ") == "all"
-    assert parse_noise_floor("3") == 3 and parse_noise_floor(0) == 0
-    for bad in ("-1", "some", "2.5", True):
-        with pytest.raises(UserError, match="expected 'all' or an integer >= 0"):
-            parse_noise_floor(bad)
-
-
-def test_clip_subset_second_pass_is_disjoint_when_the_folder_allows_else_reseeded():
-    labels = [i % 3 for i in range(20)]
-    first, disjoint_first = clip_subset(20, 6, seed=0, labels=labels)
-    second, disjoint = clip_subset(20, 6, seed=0, second=True, labels=labels)
-    assert disjoint_first and disjoint
-    assert len({v for v, _ in first}) == 6 and {e for _, e in first + second} == {0}
-    assert not {v for v, _ in first} & {v for v, _ in second}  # independent real subsets: no video shared
-    assert sorted(labels[v] for v, _ in first) == [0, 0, 1, 1, 2, 2]  # spread over the classes
-    assert sorted(labels[v] for v, _ in second) == [0, 0, 1, 1, 2, 2]
-    assert clip_subset(20, 6, seed=0, labels=labels) == (first, True)  # seeded
-    assert clip_subset(20, 6, seed=1, labels=labels)[0] != first
-    # no labels: the first pass is the seeded permutation's prefix (the real set tables were made with)
-    assert [v for v, _ in clip_subset(20, 6, seed=4)[0]] == list(np.random.default_rng(4).permutation(20)[:6])
-    # too few videos for two disjoint sets: an independently seeded draw, clips at other frames (epoch 1)
-    small_first, _ = clip_subset(8, 6, seed=0)
-    small_second, small_disjoint = clip_subset(8, 6, seed=0, second=True)
-    assert not small_disjoint and {e for _, e in small_second} == {1} and small_second != small_first
-    assert len({v for v, _ in small_second}) == 6
-    with pytest.raises(UserError, match="7 real clips requested but the data folder holds 6 usable videos"):
-        clip_subset(6, 7, seed=0)
 
 
 # ----------------------------------------------------------------------------- planning, the table, resume
@@ -198,8 +111,9 @@ def test_resume_reads_the_keys_and_refuses_other_settings(tmp_path, tiny):
     first = FvdTable(path, tiny, SETTINGS)
     for arch in archs[:2]:
         first.add(_row(arch, 1.0))
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(SettingError) as raised:
         FvdTable(path, tiny, SETTINGS)
+    assert raised.value.setting == "resume" and "pass --resume to continue" in raised.value.phrase(SETTING_FLAGS)
     with pytest.raises(UserError, match="steps=2"):
         FvdTable(path, tiny, {**SETTINGS, "steps": 10}, resume=True)
     with pytest.raises(UserError, match="space"):
@@ -312,7 +226,7 @@ def _save_fresh_checkpoint(run_dir: Path, space, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    from sned.supernet.data import synthesize
+    from sned.supernet.synth import synthesize
 
     out = tmp_path_factory.mktemp("real")
     synthesize(out, n=8, frames=8, size=32, seed=0)
@@ -381,7 +295,7 @@ def test_loss_column_is_the_held_out_loss_of_the_arch_on_fixed_clips_and_noise(t
     """subnet_loss on held_out_set (what run_trial stores) equals held_out_loss computed directly."""
     import torch
 
-    from sned.predictors import evaluate as E
+    from sned.predictors import evaluate_trials as E
     from sned.supernet.checkpoint import load_supernet
     from sned.supernet.data import VideoClipDataset
     from sned.supernet.diffusion import GaussianDiffusion
@@ -419,7 +333,7 @@ def test_loss_column_is_the_held_out_loss_of_the_arch_on_fixed_clips_and_noise(t
 def test_loss_of_an_unconditional_space_calls_the_network_without_labels(tmp_path, data_dir):
     import torch
 
-    from sned.predictors import evaluate as E
+    from sned.predictors import evaluate_trials as E
     from sned.supernet.checkpoint import load_supernet
     from sned.supernet.diffusion import GaussianDiffusion
     from sned.supernet.validation import held_out_loss
@@ -439,7 +353,7 @@ def test_loss_of_an_unconditional_space_calls_the_network_without_labels(tmp_pat
 
 @pytest.mark.slow
 def test_run_trial_uses_common_random_numbers_and_the_worker_cache(tmp_path, tiny, data_dir):
-    from sned.predictors import evaluate as E
+    from sned.predictors import evaluate_trials as E
     from sned.predictors.i3d import I3DFeatureExtractor
     from sned.supernet.checkpoint import read_state
 
@@ -477,7 +391,7 @@ def test_run_trial_uses_common_random_numbers_and_the_worker_cache(tmp_path, tin
 
 @pytest.mark.slow
 def test_real_features_of_the_second_pass_come_from_another_subset(tmp_path, tiny, data_dir):
-    from sned.predictors import evaluate as E
+    from sned.predictors import evaluate_trials as E
     from sned.predictors.fvd import load_features
     from sned.predictors.i3d import I3DFeatureExtractor
 
@@ -584,7 +498,7 @@ def test_checkpoint_path_is_made_absolute_for_the_ray_workers(tmp_path, tiny, mo
 
 
 def test_worker_cache_is_a_bounded_lru():
-    from sned.predictors import evaluate as ev
+    from sned.predictors import evaluate_trials as ev
 
     saved = dict(ev._WORKER_CACHE)
     ev._WORKER_CACHE.clear()

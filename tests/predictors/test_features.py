@@ -10,22 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from sned.predictors.features import (
-    CARD_FILE,
-    WEIGHTS_FILE,
-    DomainFeatureExtractor,
-    check_classes,
-    data_folder_hash,
-    load_card,
-    prepare_clips,
-)
+from sned.predictors.features import DomainFeatureExtractor, prepare_clips
+from sned.predictors.features_card import CARD_FILE, WEIGHTS_FILE, check_classes, data_folder_hash, load_card
 from sned.predictors.features_training import STATE_FILE, FeatureTrainingConfig, train_features
 from sned.predictors.fvd import RankDeficientCovarianceWarning, inception_score
 from sned.search.cli import main
-from sned.supernet.data import CLASS_NAMES, render_video, synthesize
-from sned.supernet.errors import UserError
-from sned.supernet.files import file_sha256
+from sned.supernet.base.errors import UserError
+from sned.supernet.base.files import file_sha256
 from sned.supernet.space import load_space
+from sned.supernet.synth import CLASS_NAMES, render_video, synthesize
 from sned.supernet.video_io import write_video
 
 TINY = {"widths": (8, 16), "batch_size": 4, "device": "cpu", "progress": False}
@@ -273,7 +266,7 @@ def test_sned_evaluate_refuses_features_of_another_dataset(features_dir: Path, t
 
 def test_run_trial_with_domain_features_fills_the_inception_score(features_dir: Path, data_dir: Path,
                                                                   tmp_path: Path, checkpoint_writer) -> None:
-    from sned.predictors import evaluate as E
+    from sned.predictors import evaluate_trials as E
     from sned.supernet.checkpoint import WEIGHTS, read_state, resolve_checkpoint
 
     checkpoint_writer(tmp_path / "run")

@@ -38,7 +38,7 @@ from sned.predictors.i3d import (
     resample_frames,
 )
 from sned.search.cli import main
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 from sned.supernet.video_io import write_video
 
 R = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=float)
@@ -223,7 +223,7 @@ def test_pca_is_fitted_on_the_real_set_and_equals_projecting_the_features() -> N
 
 
 def test_published_weights_table_is_strict(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sned.predictors.fvd.PUBLISHED_I3D_WEIGHTS", {})
+    monkeypatch.setattr("sned.predictors.i3d_published.PUBLISHED_I3D_WEIGHTS", {})
     from sned.predictors import fvd
 
     entry = PublishedWeights("i3d-kinetics400", "TATS i3d_pretrained_400.pt", 1e-5)

@@ -27,7 +27,7 @@ from sned.predictors.i3d import (
     random_state_dict,
     read_i3d_weights,
 )
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 
 REFERENCE_BN_EPS = 1e-5
 

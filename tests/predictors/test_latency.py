@@ -24,7 +24,7 @@ from sned.predictors.latency import (
     unpack_key,
 )
 from sned.search.cli import main
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 from sned.supernet.space import load_space
 
 MICRO_YAML = """\
@@ -230,12 +230,8 @@ def test_prediction_side_never_imports_torch(tiny, tmp_path):
 
 
 def test_measure_stops_after_k_rows_then_resumes_and_validates(micro_path, tmp_path):
-    from sned.predictors.latency_measure import (
-        MeasureSettings,
-        measure_table,
-        store_validation,
-        validate_table,
-    )
+    from sned.predictors.latency_measure import MeasureSettings, measure_table
+    from sned.predictors.latency_validate import store_validation, validate_table
 
     space = load_space(micro_path)
     out = tmp_path / "micro.parquet"
@@ -274,7 +270,7 @@ def test_measure_stops_after_k_rows_then_resumes_and_validates(micro_path, tmp_p
 
 
 def test_implausible_correction_is_not_stored(tiny, tmp_path):
-    from sned.predictors.latency_measure import Validation, store_validation
+    from sned.predictors.latency_validate import Validation, store_validation
 
     path = synthetic_table(tiny, np.random.default_rng(0)).save(tmp_path / "t.parquet")
     measured = np.array([10.0, 200.0, 50.0])
@@ -288,7 +284,7 @@ def test_implausible_correction_is_not_stored(tiny, tmp_path):
 
 
 def test_fit_correction_recovers_scale_and_offset():
-    from sned.predictors.latency_measure import fit_correction
+    from sned.predictors.latency_validate import fit_correction
 
     block_sum = np.array([10.0, 20.0, 50.0, 100.0, 300.0])
     scale, offset = fit_correction(block_sum, 0.9 * block_sum + 4.0)

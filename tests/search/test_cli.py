@@ -46,12 +46,14 @@ def test_setting_errors_are_phrased_in_flags_here_and_in_setting_names_in_the_li
     import dataclasses
 
     from sned.search import search_cli
+    from sned.search.commands import SETTING_FLAGS as SEARCH_FLAGS
     from sned.search.engine import SearchConfig
-    from sned.supernet.errors import SettingError
+    from sned.supernet.base.errors import SettingError
 
     parser = argparse.ArgumentParser()
     search_cli.add_arguments(parser)
-    assert set(search_cli.SETTING_FLAGS) <= {f.name for f in dataclasses.fields(SearchConfig)}
+    assert set(SEARCH_FLAGS) <= {f.name for f in dataclasses.fields(SearchConfig)}  # the service's vocabulary
+    assert search_cli.SETTING_FLAGS.items() >= SEARCH_FLAGS.items()
     assert set(search_cli.SETTING_FLAGS.values()) <= set(parser._option_string_actions)
     with pytest.raises(SettingError) as raised:
         SearchConfig(objectives="fvd,loss,latency")

@@ -8,7 +8,7 @@ import pytest
 from sned.search.engine import FRONT_COLUMNS, SearchConfig, parse_budget, parse_resolutions, run_search
 from sned.search.objectives import evaluate
 from sned.search.pareto import hypervolume
-from sned.supernet.errors import SettingError, UserError
+from sned.supernet.base.errors import SettingError, UserError
 from sned.supernet.space import arch_id
 
 

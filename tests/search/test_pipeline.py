@@ -10,7 +10,7 @@ import yaml
 
 from sned.search.cli import main
 from sned.search.pipeline import STAGES, PipelineConfig
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 
 TINY = Path(str(resources.files("sned.experiments") / "tiny.yaml"))
 

@@ -9,7 +9,7 @@ import pytest
 from sned.search.engine import SearchConfig, run_search
 from sned.search.output import read_run, write_run
 from sned.search.report import report_figures, write_report
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def test_verify_needs_data_and_defaults_to_the_bundled_supernet(capsys, tmp_path
 
 @pytest.mark.slow
 def test_verify_end_to_end(tmp_path, capsys, checkpoint_writer):
-    from sned.supernet.data import synthesize
+    from sned.supernet.synth import synthesize
 
     checkpoint_writer(tmp_path / "run")
     # 8 videos: the real set (tiny's sample.n = 8) never repeats a video, and all 6 classes have a folder

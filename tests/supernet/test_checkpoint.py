@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sned.supernet import Supernet
+from sned.supernet.base.errors import UserError
 from sned.supernet.checkpoint import (
     bundle_weights,
     list_checkpoints,
@@ -18,7 +19,6 @@ from sned.supernet.checkpoint import (
     save_checkpoint,
     set_rng_states,
 )
-from sned.supernet.errors import UserError
 from sned.supernet.space import load_space
 from sned.supernet.train import EMA
 

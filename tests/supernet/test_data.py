@@ -14,15 +14,9 @@ import pytest
 import torch
 
 from sned.search.cli import main
-from sned.supernet.data import (
-    CLASS_NAMES,
-    VideoClipDataset,
-    infinite_loader,
-    render_video,
-    resize_clips,
-    synthesize,
-)
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
+from sned.supernet.data import VideoClipDataset, infinite_loader, resize_clips
+from sned.supernet.synth import CLASS_NAMES, render_video, synthesize
 from sned.supernet.video_io import list_videos, read_video, write_video
 
 FRAMES, SIZE = 6, 32
@@ -117,7 +111,7 @@ def test_synthesize_refuses_bad_outputs(tmp_path: Path) -> None:
         synthesize(tmp_path / "file.txt", n=1, frames=2, size=16, seed=0, progress=False)
     with pytest.raises(UserError, match="no dataset.json"):
         synthesize(tmp_path, n=1, frames=2, size=16, seed=0, progress=False)  # not empty, not a dataset
-    with pytest.raises(UserError, match="--n must be"):
+    with pytest.raises(UserError, match="n must be an integer >= 1"):
         synthesize(tmp_path / "new", n=0, frames=2, size=16, seed=0, progress=False)
 
 

@@ -111,6 +111,19 @@ def test_ddim_noise_is_per_video_and_independent_of_the_batch():
     assert not torch.equal(run([1], eta=0.0), run([1], eta=1.0))
 
 
+def test_on_step_sees_each_step_input_and_clipped_prediction():
+    d = GaussianDiffusion("x0")
+    model = lambda z, t: 2.0 * z  # noqa: E731 - predictions outside [-1, 1], so clipping shows
+    seen = []
+    out = d.ddim_sample(model, (1, 2, 4, 4), 5, [torch.Generator().manual_seed(0)],
+                        on_step=lambda t, z, x0: seen.append((t, z.clone(), x0.clone())))
+    assert [t for t, _, _ in seen] == d.ddim_timesteps(5)
+    assert torch.equal(seen[0][1], torch.randn((1, 2, 4, 4), generator=torch.Generator().manual_seed(0))[None])
+    for _, z, x0 in seen:
+        assert torch.equal(x0, (2.0 * z).clamp(-1, 1))
+    assert torch.allclose(out, seen[-1][2])  # the last step (t = 0 -> clean) returns its prediction
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="prediction"):
         GaussianDiffusion("x_0")

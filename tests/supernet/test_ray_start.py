@@ -17,44 +17,21 @@ from pathlib import Path
 
 import pytest
 
-from sned.supernet.errors import UserError
+from sned.supernet.base.errors import UserError
 from sned.supernet.ray_start import RAY_ENVIRON, environ_restored, start_ray
 
-MINI = """\
-name: mini
-space:
-  resolutions: [32]
-  frames: 8
-  patch_size: 4
-  time_embed_dim: 64
-  stages:
-    - {widths: [32, 64], depths: [1, 2], attention: false}
-    - {widths: [32, 64], depths: [1, 2], attention: true}
-train:
-  steps: 2
-  image_steps: 1
-  base_batch: 2
-  max_batch: 2
-  lr: 1.0e-3
-  lr_warmup_steps: 1
-  sampling_warmup_steps: 1
-  buckets: 4
-  checkpoint_every: 2
-  val_videos: 0
-sample:
-  steps: 2
-  n: 1
-"""
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from sned.supernet.data import synthesize
+def setup(tmp_path_factory, mini_experiment):
+    from sned.supernet.synth import synthesize
 
     root = tmp_path_factory.mktemp("ray_start")
     synthesize(root / "data", n=6, frames=8, size=32, seed=0, progress=False)
-    (root / "mini.yaml").write_text(MINI)
+    (root / "mini.yaml").write_text(mini_experiment("mini", 64).replace("steps: 6", "steps: 2").replace(
+        "lr_warmup_steps: 2", "lr_warmup_steps: 1").replace("sampling_warmup_steps: 3", "sampling_warmup_steps: 1").replace(
+        "keep_checkpoints: 10", "val_videos: 0"))
     return root
 
 
@@ -102,7 +79,7 @@ def test_an_address_nothing_listens_at_is_one_user_error(monkeypatch):
     address = f"127.0.0.1:{_free_port()}"
     with pytest.raises(UserError) as info:
         start_ray(address)  # Ray alone would retry for minutes
-    message = str(info.value)
+    message = info.value.phrase({"address": "--address"})  # as a CLI with --address spells it
     assert "\n" not in message and f"--address {address}" in message and "nothing listens" in message
     assert os.environ["RAY_TMPDIR"] == "/users/own"
     import ray

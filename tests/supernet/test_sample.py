@@ -125,7 +125,7 @@ def test_class_flag_errors_are_one_line(tmp_path, capsys):
 
 
 def test_class_labels_names_and_errors():
-    from sned.supernet.errors import UserError
+    from sned.supernet.base.errors import UserError
     from sned.supernet.sample import class_labels
 
     names = ["A", "B", "C"]

@@ -106,8 +106,8 @@ def test_fixed_sampler_trains_one_subnet_at_every_resolution(tiny):
 
 
 def test_fixed_sampler_config_needs_an_arch():
+    from sned.supernet.base.errors import UserError
     from sned.supernet.config import train_config_from_dict
-    from sned.supernet.errors import UserError
 
     cfg = train_config_from_dict({"sampler": "fixed", "arch": '{"stages": []}'})
     assert cfg.sampler == "fixed"

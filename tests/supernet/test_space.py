@@ -85,7 +85,7 @@ def test_nni_declaration_mirrors_the_genes(tiny):
     (lambda a: a["stages"][0].update(depth=3), "arch.stages[0].depth = 3 is not a valid choice; valid: [1, 2]"),
     (lambda a: a["stages"][0].update(attn=[1]), "arch.stages[0].attn[0] = 1 is not a valid choice; valid: [0]"),
     (lambda a: a["stages"][2].update(attn=[1, 1, 0]), "arch.stages[2].attn = [1, 1, 0]: expected 1 flags"),
-    (lambda a: a.update(extra=1), "arch: unknown keys ['extra']"),
+    (lambda a: a.update(extra=1), "arch: unknown key 'extra'; valid keys: res, stages"),
 ])
 def test_invalid_arch_names_field_value_and_choices(tiny, mutate, message):
     arch = tiny.smallest(128)

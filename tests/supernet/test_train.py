@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from sned.search.cli import main as sned
+from sned.supernet.base.errors import UserError
 from sned.supernet.checkpoint import list_checkpoints, load_supernet
 from sned.supernet.config import TrainConfig, load_train_config, train_config_from_dict
-from sned.supernet.errors import UserError
 from sned.supernet.space import load_space
 from sned.supernet.train import (
     TrainSettings,
@@ -27,41 +27,15 @@ from sned.supernet.train import (
     train,
 )
 
-MINI = """\
-name: {name}
-space:
-  resolutions: [32]
-  frames: 8
-  patch_size: 4
-  time_embed_dim: 64
-  stages:
-    - {{widths: [32, 64], depths: [1, 2], attention: false}}
-    - {{widths: [32, {width}], depths: [1, 2], attention: true}}
-train:
-  steps: 6
-  image_steps: 1
-  base_batch: 2
-  max_batch: 2
-  lr: 1.0e-3
-  lr_warmup_steps: 2
-  sampling_warmup_steps: 3
-  buckets: 4
-  checkpoint_every: 2
-  keep_checkpoints: 10
-sample:
-  steps: 2
-  n: 1
-"""
-
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from sned.supernet.data import synthesize
+def setup(tmp_path_factory, mini_experiment):
+    from sned.supernet.synth import synthesize
 
     root = tmp_path_factory.mktemp("train")
     synthesize(root / "data", n=6, frames=8, size=32, seed=0, progress=False)
-    (root / "mini.yaml").write_text(MINI.format(name="mini", width=64))
-    (root / "other.yaml").write_text(MINI.format(name="other", width=96))
+    (root / "mini.yaml").write_text(mini_experiment("mini", 64))
+    (root / "other.yaml").write_text(mini_experiment("other", 96))
     return root
 
 
@@ -80,7 +54,7 @@ def full_run(setup):
 # ----------------------------------------------------------------------------- config
 
 
-def test_config_is_strict(tmp_path):
+def test_config_is_strict(tmp_path, mini_experiment):
     with pytest.raises(UserError, match=r"train: unknown key 'stepz'; valid keys: steps, image_steps"):
         train_config_from_dict({"stepz": 3})
     with pytest.raises(UserError, match=r"train.steps = '10': expected int"):
@@ -98,7 +72,7 @@ def test_config_is_strict(tmp_path):
     for name in ("tiny", "pixel-1.6b", "latent"):  # the bundled sections parse
         assert load_train_config(name).steps > 0
     bad = tmp_path / "bad.yaml"
-    bad.write_text(MINI.format(name="bad", width=64).replace("  buckets: 4", "  bucket: 4"))
+    bad.write_text(mini_experiment("bad", 64).replace("  buckets: 4", "  bucket: 4"))
     with pytest.raises(UserError, match="bad.yaml: train: unknown key 'bucket'"):
         load_train_config(bad)
 
@@ -145,9 +119,9 @@ def test_resume_after_a_stop_is_bit_exact(setup, full_run):
            _files(out / "checkpoints" / "step-00000006")["weights.safetensors"]
 
 
-def test_sandwich_and_uniform_runs(setup, tmp_path):
+def test_sandwich_and_uniform_runs(setup, tmp_path, mini_experiment):
     yaml = tmp_path / "sandwich.yaml"
-    yaml.write_text(MINI.format(name="mini", width=64).replace("  buckets: 4", "  sandwich: true\n  sampler: uniform"))
+    yaml.write_text(mini_experiment("mini", 64).replace("  buckets: 4", "  sandwich: true\n  sampler: uniform"))
     result = train(TrainSettings(str(yaml), str(setup / "data"), str(tmp_path / "run"), steps=2, progress=False))
     rows = read_metrics(tmp_path / "run")
     assert result.end_step == 2 and all(r["arch_id"].count("+") == 2 for r in rows)
@@ -161,9 +135,9 @@ def test_held_out_videos_cover_the_classes_and_never_train():
     assert split_held_out(30, 0) == (list(range(30)), [])
 
 
-def test_validation_is_logged_with_its_references_and_resumes(setup, tmp_path):
+def test_validation_is_logged_with_its_references_and_resumes(setup, tmp_path, mini_experiment):
     yaml = tmp_path / "val.yaml"
-    yaml.write_text(MINI.format(name="mini", width=64).replace("  buckets: 4", "  buckets: 4\n  val_videos: 2\n"
+    yaml.write_text(mini_experiment("mini", 64).replace("  buckets: 4", "  buckets: 4\n  val_videos: 2\n"
                                                                                "  val_every: 3"))
     out = tmp_path / "run"
     settings = TrainSettings(str(yaml), str(setup / "data"), str(out), progress=False)
@@ -254,21 +228,15 @@ def test_latent_experiments_are_refused(setup, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_killed_process_resumes_to_the_same_losses(setup, tmp_path):
+def test_killed_process_resumes_to_the_same_losses(setup, tmp_path, mini_experiment, killer):
     yaml = tmp_path / "long.yaml"
-    yaml.write_text(MINI.format(name="mini", width=64).replace("steps: 6", "steps: 40"))
+    yaml.write_text(mini_experiment("mini", 64).replace("steps: 6", "steps: 40"))
     train(TrainSettings(str(yaml), str(setup / "data"), str(tmp_path / "full"), progress=False))
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "sned.search.cli", "train", str(yaml), "--data", str(setup / "data"),
            "--out", str(out), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count as this process: same float sums
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoints" / "step-00000010").exists():
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert killer(cmd, out / "checkpoints" / "step-00000010", 120, env) == -signal.SIGKILL
     assert 10 <= len(read_metrics(out)) < 40 and not (out / "checkpoints" / "step-00000040").exists()
     subprocess.run([*cmd, "--resume"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     expected = [(r["step"], r["loss"], r["arch_id"]) for r in read_metrics(tmp_path / "full")]
@@ -300,8 +268,8 @@ def test_a_short_run_uses_spatial_context(tmp_path):
     """
     import yaml
 
-    from sned.supernet.data import synthesize
     from sned.supernet.space import load_experiment
+    from sned.supernet.synth import synthesize
 
     experiment, _ = load_experiment("tiny")
     experiment["space"]["resolutions"] = [32]
@@ -321,12 +289,12 @@ def test_a_short_run_uses_spatial_context(tmp_path):
     assert max(final.values()) <= 0.6 * per_pixel
 
 
-def test_a_class_conditional_run_learns_from_class_folders_and_samples_by_class(setup, tmp_path, capsys):
-    text = MINI.format(name="cond", width=64).replace("  time_embed_dim: 64\n", "  time_embed_dim: 64\n  classes: 6\n")
+def test_a_class_conditional_run_learns_from_class_folders_and_samples_by_class(setup, tmp_path, capsys, mini_experiment):
+    text = mini_experiment("cond", 64).replace("  time_embed_dim: 64\n", "  time_embed_dim: 64\n  classes: 6\n")
     (tmp_path / "cond.yaml").write_text(text)
     train(TrainSettings(str(tmp_path / "cond.yaml"), str(setup / "data"), str(tmp_path / "run"), progress=False))
     net, info = load_supernet(tmp_path / "run")
-    from sned.supernet.data import CLASS_NAMES
+    from sned.supernet.synth import CLASS_NAMES
 
     assert info["class_names"] == sorted(CLASS_NAMES) and net.space.spec.classes == 6
     assert net.time_embed.label.weight.shape == (7, 64)

@@ -82,7 +82,7 @@ def _commands(corrupt: Path, tmp: Path) -> list[tuple[str, list[str]]]:
     """(the program name its error line starts with, the command line) for each command that reads user videos."""
     sned = [sys.executable, "-m", "sned.search.cli"]
     script = Path(sys.executable).with_name("sned-train")  # the console script, as installed
-    train = [str(script)] if script.is_file() else [sys.executable, "-c", "from sned.supernet.train import main; main()"]
+    train = [str(script)] if script.is_file() else [sys.executable, "-c", "from sned.supernet.train_cli import main; main()"]
     return [
         ("sned train", [*sned, "train", "tiny", "--data", str(corrupt), "--out", str(tmp / "run")]),
         ("sned-train", [*train, "tiny", "--data", str(corrupt), "--out", str(tmp / "run")]),
