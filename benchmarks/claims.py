@@ -3,6 +3,7 @@ over resolutions and image-stage transfer, each as a comparison of short trainin
 
     python benchmarks/claims.py --data DATA [--out runs/claims] [--steps 1000]
         [--claims warmup,dynamic,sharing,superposition,image] [--report-only] [--boot 2000]
+    python benchmarks/claims.py        # prints the stored table (benchmarks/claims/claims.json)
 
 Every run is ``sned-train`` on a variant of tiny's space and recipe (class-conditional, x0
 prediction, lr 1e-3 with warm-up and cosine decay, EMA), at 32 px unless the claim is about
@@ -359,15 +360,33 @@ def write_report(result: dict[str, Any], out: Path, meta: dict[str, Any]) -> Pat
     return path
 
 
+def print_table(result: dict[str, Any]) -> None:
+    """The README table (markdown) and the warm-up's steps to a fixed loss."""
+    print("\n| claim | comparison | ratio [95 % CI] | verdict |\n|---|---|---|---|")
+    for claim, entry in result.items():
+        cells = "; ".join(f"{r.label}: {r.cell()}" for r in entry["ratios"])
+        print(f"| {claim} | {entry['question']} | {cells} | {entry['verdict']} |")
+    if "warmup" in result:
+        for subnet, reach in result["warmup"]["steps_to_reach"].items():
+            print(f"warm-up, steps for the {subnet} subnet to reach held-out t=200 loss {reach['threshold']:.4f}: "
+                  f"with {reach['base']}, without {reach['no-warmup']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="a `sned data synth` folder (600 videos for the README figures)")
+    parser.add_argument("--data", help="a `sned data synth` folder (600 videos for the README figures); "
+                        "without it, print the stored results")
     parser.add_argument("--out", type=Path, default=Path("runs/claims"))
     parser.add_argument("--steps", type=int, default=1000, help="steps per run (the per-resolution runs get half)")
     parser.add_argument("--claims", default=",".join(CLAIMS))
     parser.add_argument("--boot", type=int, default=2000, help="bootstrap resamples of the held-out clips")
     parser.add_argument("--report-only", action="store_true", help="do not train; report the stored runs")
     args = parser.parse_args()
+    if args.data is None:
+        stored = json.loads((Path(__file__).parent / "claims" / "claims.json").read_text())
+        print(f"stored results ({stored['meta']['command']}, {stored['meta']['date']}; rerun with --data DATA):")
+        print_table({c: e | {"ratios": [Ratio(**r) for r in e["ratios"]]} for c, e in stored["claims"].items()})
+        return
     claims = [c for c in args.claims.split(",") if c]
     unknown = sorted(set(claims) - set(CLAIMS))
     if unknown:
@@ -387,14 +406,7 @@ def main() -> None:
     serialisable = {c: e | {"ratios": [r.__dict__ for r in e["ratios"]]} for c, e in result.items()}
     (args.out / "claims.json").write_text(json.dumps({"meta": meta, "claims": serialisable}, indent=1))
     report = write_report(result, args.out, meta)
-    print("\n| claim | comparison | ratio [95 % CI] | verdict |\n|---|---|---|---|")
-    for claim, entry in result.items():
-        cells = "; ".join(f"{r.label}: {r.cell()}" for r in entry["ratios"])
-        print(f"| {claim} | {entry['question']} | {cells} | {entry['verdict']} |")
-    if "warmup" in result:
-        for subnet, reach in result["warmup"]["steps_to_reach"].items():
-            print(f"warm-up, steps for the {subnet} subnet to reach held-out t=200 loss {reach['threshold']:.4f}: "
-                  f"with {reach['base']}, without {reach['no-warmup']}")
+    print_table(result)
     print(f"report: {report}")
     if not math.isfinite(sum(r.value for e in result.values() for r in e["ratios"])):
         raise SystemExit("a ratio is not finite: a run diverged")

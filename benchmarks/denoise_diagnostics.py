@@ -15,8 +15,9 @@
    class go wrong (for instance, a prediction that turns into patch-sized speckle instead of
    one coherent pattern).
 
-CHECKPOINT defaults to the bundled tiny supernet; DATA must be the folder it was trained on (for
-the bundled one: ``sned data synth --out DATA --n 600 --frames 16 --size 128 --seed 0``).
+CHECKPOINT defaults to the bundled tiny supernet; DATA must be the folder it was trained on. Without
+``--data`` the bundled one's is rendered into ``runs/data-tiny`` (``sned data synth --out DATA --n 600
+--frames 16 --size 128 --seed 0``: deterministic, about 25 s, reused by later runs).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def trajectory_png(net: torch.nn.Module, info: dict, res: int, name: str, path: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", nargs="?", default="tiny")
-    parser.add_argument("--data", required=True, help="the folder the checkpoint was trained on")
+    parser.add_argument("--data", help="the folder the checkpoint was trained on (default: tiny's, rendered)")
     parser.add_argument("--res", default="32,64")
     parser.add_argument("--timesteps", default="300,500,700")
     parser.add_argument("--trajectory", metavar="CLASS", help="also write a DDIM trajectory PNG of this class")
@@ -94,6 +95,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     net, info = load_supernet(args.checkpoint)
+    if args.data is None:
+        from sned.supernet.synth import synthesize
+
+        args.data = "runs/data-tiny"
+        synthesize(args.data, n=600, frames=16, size=128, seed=0, progress=False)
     timesteps = [int(t) for t in args.timesteps.split(",")]
     print(f"{args.checkpoint} (step {info['step']}): x0 error / clip variance on held-out clips, "
           f"t = {'/'.join(map(str, timesteps))}")
