@@ -157,15 +157,10 @@ class HeldOutSet:
         self.cache: dict[int, Any] = {}
 
     def at(self, res: int) -> Any:
-        import torch
-
-        from sned.supernet.validation import make_held_out
+        from sned.supernet.validation import held_out_set
 
         if res not in self.cache:
-            view = copy.copy(self.view)
-            view.size = int(res)
-            clips = torch.stack([view.clip(i, epoch=0) for i in range(len(view))])
-            self.cache[res] = make_held_out(clips, res, seed=0, labels=torch.tensor(view.labels))
+            self.cache[res] = held_out_set(self.view, res, seed=0)
         return self.cache[res]
 
 

@@ -33,6 +33,7 @@ from sned.supernet.data import VideoClipDataset
 from sned.supernet.diffusion import GaussianDiffusion
 from sned.supernet.sample import class_labels, generate
 from sned.supernet.train import split_held_out
+from sned.supernet.validation import held_out_set
 
 
 @torch.no_grad()
@@ -42,8 +43,8 @@ def per_class_fvu(net: torch.nn.Module, info: dict, data: str, res: int, timeste
     dataset = VideoClipDataset(data, frames=space.spec.frames, size=res, seed=int(info.get("seed") or 0))
     _, held = split_held_out(len(dataset), int(info["config"].get("val_videos", 24)))
     view = dataset.subset(held)
-    x0 = torch.stack([view.clip(i, epoch=0) for i in range(len(view))])
-    labels = torch.tensor(view.labels) if space.spec.classes else None
+    held_out = held_out_set(view, res, seed=0, labels=bool(space.spec.classes))
+    x0, labels = held_out.clips, held_out.labels
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
     diffusion = GaussianDiffusion(info["config"]["prediction"])
     variance = (x0 - x0.mean(dim=(2, 3, 4), keepdim=True)).square().flatten(1).mean(1)

@@ -8,7 +8,6 @@ hold each step once.
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import statistics
@@ -129,16 +128,11 @@ class ValidationLog:
 
     def __init__(self, space: SearchSpace, val_dataset: Any, seed: int, out: Path, start: int, device: torch.device,
                  diffusion: Any):
-        from sned.supernet.validation import make_held_out, reference_losses
+        from sned.supernet.validation import held_out_set, reference_losses
 
         self.space, self.device, self.diffusion = space, device, diffusion
-        self.held = {}
-        for res in self.space.resolutions:
-            view = copy.copy(val_dataset)
-            view.size = int(res)
-            clips = torch.stack([view.clip(i, epoch=0) for i in range(len(view))])
-            labels = torch.tensor(view.labels) if self.space.spec.classes else None  # conditional: the true class
-            self.held[res] = make_held_out(clips, res, seed, labels=labels)
+        conditional = bool(self.space.spec.classes)  # conditional: scored with the true class
+        self.held = {res: held_out_set(val_dataset, res, seed, labels=conditional) for res in self.space.resolutions}
         path = out / VALIDATION_FILE
         truncate_rows(path, start, VALIDATION_FIELDS)
         stored: dict[int, dict[str, dict[int, float]]] = {}

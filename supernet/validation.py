@@ -19,9 +19,11 @@ A network at or above the per-pixel level has learnt nothing a lookup table coul
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -54,6 +56,17 @@ def make_held_out(clips: torch.Tensor, res: int, seed: int, timesteps: Sequence[
     if labels is not None and tuple(labels.shape) != (len(clips),):
         raise ValueError(f"expected {len(clips)} held-out labels, got shape {tuple(labels.shape)}")
     return HeldOut(int(res), clips, noise, tuple(int(t) for t in timesteps), labels)
+
+
+def held_out_set(videos: Any, res: int, seed: int, labels: bool = True) -> HeldOut:
+    """The held-out set of ``videos`` (a :class:`~sned.supernet.data.VideoClipDataset` of the held-out
+    videos) at ``res``: each video's clip of epoch 0, with :func:`make_held_out`'s fixed noise and,
+    with ``labels`` and a labelled dataset, the true classes."""
+    view = copy.copy(videos)  # same videos and decoded-frame cache; only the output size differs
+    view.size = int(res)
+    clips = torch.stack([view.clip(i, epoch=0) for i in range(len(view))])
+    classes = torch.tensor(view.labels) if labels and view.labels else None
+    return make_held_out(clips, res, seed, labels=classes)
 
 
 @torch.no_grad()
@@ -133,5 +146,5 @@ def format_losses(losses: dict[int, float]) -> str:
     return ", ".join(f"t={t} {v:.4f}" for t, v in losses.items())
 
 
-__all__ = ["HeldOut", "REFERENCES", "VAL_TIMESTEPS", "format_losses", "held_out_loss", "held_out_losses", "make_held_out",
+__all__ = ["HeldOut", "REFERENCES", "VAL_TIMESTEPS", "format_losses", "held_out_loss", "held_out_losses", "held_out_set", "make_held_out",
            "reference_losses"]
