@@ -111,15 +111,17 @@ def _cached(key: tuple, build: Callable[[], Any], size: int = WORKER_CACHE_SIZE)
     return value
 
 
-def _supernet(settings: TrialSettings) -> torch.nn.Module:
+def _supernet(settings: TrialSettings) -> tuple[torch.nn.Module, Any]:
+    """The supernet and, for a latent network, the autoencoder that decodes its samples (else None)."""
     from sned.supernet.checkpoint import load_supernet
+    from sned.supernet.latent import autoencoder_for
 
-    def build() -> torch.nn.Module:
+    def build() -> tuple[torch.nn.Module, Any]:
         net, info = load_supernet(settings.checkpoint, ema=settings.ema, device=settings.device)
         if info["sha256"] != settings.checkpoint_sha256:
             raise UserError(f"checkpoint {settings.checkpoint} changed since the run started "
                             f"(sha256 {info['sha256'][:12]} != {settings.checkpoint_sha256[:12]})")
-        return net
+        return net, autoencoder_for(info, device=settings.device)
 
     return _cached(("supernet", settings.checkpoint, settings.checkpoint_sha256, settings.ema, settings.device),
                    build)
@@ -153,13 +155,14 @@ def _extractor(settings: TrialSettings):
 
 
 def held_out_set(data: str | Path, res: int, frames: int, n: int, seed: int, second: bool = False,
-                 stride: int = 1, conditional: bool = False):
+                 stride: int = 1, conditional: bool = False, autoencoder: Any = None):
     """The fixed held-out clips and noise of one resolution and pass (:class:`~sned.supernet.validation.HeldOut`).
 
     ``min(n, videos in the folder)`` clips from :func:`clip_subset` (spread over the classes; the
     second pass's are another subset, or reseeded), with noise from
     :func:`~sned.supernet.validation.make_held_out` seeded by ``seed`` (``seed + 1`` for the second
-    pass). ``conditional``: the clips carry their true class labels.
+    pass). ``conditional``: the clips carry their true class labels. ``autoencoder``: a latent
+    network's; the clips are its latents (posterior means), what the network denoises.
 
     Raises:
         UserError: ``conditional`` but the folder's videos are not in class folders.
@@ -176,14 +179,19 @@ def held_out_set(data: str | Path, res: int, frames: int, n: int, seed: int, sec
     items, _ = clip_subset(len(dataset), min(int(n), len(dataset)), seed, second, dataset.labels)
     clips = torch.stack([dataset[item] for item in items])
     labels = torch.tensor([dataset.labels[i] for i, _ in items]) if conditional else None
-    return make_held_out(clips, res, seed + (NOISE_SEED_OFFSET if second else 0), labels=labels)
+    side = res
+    if autoencoder is not None:
+        with torch.no_grad():
+            clips = torch.cat([autoencoder.encode(clips[i: i + 8]).float().cpu() for i in range(0, len(clips), 8)])
+        side = res // int(autoencoder.spatial_factor)
+    return make_held_out(clips, res, seed + (NOISE_SEED_OFFSET if second else 0), labels=labels, side=side)
 
 
-def _held_out(settings: TrialSettings, res: int, frames: int, second: bool, conditional: bool):
+def _held_out(settings: TrialSettings, res: int, frames: int, second: bool, conditional: bool, autoencoder: Any):
     return _cached(("held_out", settings.data, res, frames, settings.held_out, settings.seed, second,
-                    settings.frame_stride, conditional),
+                    settings.frame_stride, conditional, autoencoder.sha256 if autoencoder is not None else None),
                    lambda: held_out_set(settings.data, res, frames, settings.held_out, settings.seed, second,
-                                        settings.frame_stride, conditional))
+                                        settings.frame_stride, conditional, autoencoder))
 
 
 def subnet_loss(net: torch.nn.Module, arch: Arch, held: Any, prediction: str, batch_size: int = 8,
@@ -236,12 +244,12 @@ def _run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> di
     from sned.supernet.sample import generate
 
     began, started_at = time.perf_counter(), time.time()
-    net = _supernet(settings)
+    net, decoder = _supernet(settings)
     extractor = _extractor(settings)
     arch = json.loads(spec.arch)
     videos = generate(net, arch, settings.videos, settings.steps, spec.seed, eta=settings.eta,
                       batch_size=settings.batch_size, device=settings.device, prediction=settings.prediction,
-                      guidance=settings.guidance)
+                      guidance=settings.guidance, decoder=decoder)
     generated = time.perf_counter()
     if hasattr(extractor, "features_and_probabilities"):
         fake, probabilities = extractor.features_and_probabilities(videos)
@@ -254,7 +262,7 @@ def _run_trial(spec: TrialSpec, settings: TrialSettings, real: np.ndarray) -> di
     space = net.space
     losses = dict.fromkeys(LOSS_COLUMNS, math.nan)
     if settings.data is not None:
-        held = _held_out(settings, spec.res, space.frames, spec.noise, bool(space.spec.classes))
+        held = _held_out(settings, spec.res, space.frames, spec.noise, bool(space.spec.classes), decoder)
         losses = subnet_loss(net, arch, held, settings.prediction, settings.batch_size, settings.device)
     scored = time.perf_counter()
     return {

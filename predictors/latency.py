@@ -293,6 +293,28 @@ class LatencyTable:
         c = self.meta.get("correction") or {}
         return float(c.get("scale", 1.0)), float(c.get("offset_ms", 0.0))
 
+    @property
+    def decoder(self) -> dict[str, Any] | None:
+        """A latent space's decoder entry (``sned latency measure`` of a latent experiment), or None."""
+        return self.meta.get("decoder") or None
+
+    def decoder_ms(self, res: int) -> float:
+        """Measured ms of one decoder pass (one video, the table's batch) at pixel resolution ``res``; 0 without one.
+
+        A latent model's video costs ``steps`` UNet forwards plus this fixed block.
+
+        Raises:
+            UserError: the table has a decoder entry, but not at ``res``.
+        """
+        entry = self.decoder
+        if entry is None:
+            return 0.0
+        per_res = entry.get(f"{self.statistic}_ms") or entry["median_ms"]
+        if str(int(res)) not in per_res:
+            raise UserError(f"latency table {self._where()}: the decoder was measured at {sorted(map(int, per_res))} px, "
+                            f"not at {res} px; measure it again with sned latency measure ... --res {res}")
+        return float(per_res[str(int(res))])
+
     def _where(self) -> str:
         return str(self.path) if self.path else "<in memory>"
 

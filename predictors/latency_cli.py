@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--max-rows", default=None, metavar="N", help="stop after N new rows (run again to go on)")
     m.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing --out")
     m.add_argument("--seed", default="0", metavar="N", help="seed of weights, inputs and round order (default: 0)")
+    m.add_argument("--vae", default=None, metavar="DIR",
+                   help="latent experiments: the autoencoder whose decoder is timed as a fixed block "
+                        "(default: the bundled experiment's vae/)")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     v = sub.add_parser("validate", help="time random subnets end to end against a table; fit its correction")
@@ -145,6 +148,20 @@ def _measure(args: argparse.Namespace) -> int:
           f"torch {meta['torch_version']}")
     print(f"  measured {result.measured} rows now, {result.skipped} already there (resumed); "
           f"elapsed {time.perf_counter() - t0:.1f} s")
+    if result.complete and space.spec.latent is not None:  # the decoder: a fixed block per resolution
+        from sned.predictors.latency_decoder import measure_decoder
+        from sned.supernet.latent import bundled_autoencoder
+        from sned.supernet.vae_load import load_autoencoder
+
+        folder = args.vae or bundled_autoencoder(space.name)
+        if folder is None:
+            raise UserError(f"experiment {space.name!r} is a latent space: pass --vae DIR to measure its decoder")
+        table = measure_decoder(table.path, space, load_autoencoder(folder), repeats=settings.repeats,
+                                warmup=settings.warmup, resolutions=resolutions, seed=settings.seed,
+                                progress=not args.no_progress)
+        decoder = table.decoder
+        print(f"  decoder {decoder['autoencoder']['identity']}: " + ", ".join(
+            f"{r} px {table.decoder_ms(int(r)):.1f} ms" for r in decoder["median_ms"]) + " per video")
     if result.complete:
         _print_extremes(table, space, resolutions or space.resolutions)
     return 0

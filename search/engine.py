@@ -47,6 +47,7 @@ from sned.search.objectives import (
     Predictors,
     check_objectives,
     columns,
+    decoder_ms,
     default_artifact,
     evaluate,
     parse_objectives,
@@ -216,6 +217,7 @@ class ResolutionStats:
     stopped: str = ""  # why NSGA-II stopped: "generations" | "stalled" | "exhausted"
     seed: int | None = None  # the per-resolution seed NSGA-II used
     elapsed_s: float = 0.0
+    decoder_ms: float = 0.0  # a latent space's decoder, once per video (0 in pixel space)
 
 
 @dataclass
@@ -332,7 +334,7 @@ def _search_resolution(space: SearchSpace, predictors: Predictors, config: Searc
     if method == "auto":
         method = "exhaustive" if count <= config.exhaustive_limit else "nsga2"
     ideal, nadir, smallest_ms = _reference_box(space, predictors, config, res)
-    budget_step = None if config.budget_ms is None else config.budget_ms / config.steps
+    budget_step = step_budget(config, predictors, res)
     history = pd.DataFrame(columns=["generation", "evaluations", "unique", "front_size", "hypervolume"])
     if method == "exhaustive":
         X = space.enumerate(res)  # refuses spaces above its own limit with a SpaceError
@@ -363,11 +365,23 @@ def _search_resolution(space: SearchSpace, predictors: Predictors, config: Searc
     result.stats[res] = ResolutionStats(
         method=method, space_count=count, evaluations=int(evaluations), unique=len(X), feasible=int(feasible.sum()),
         fastest_ms=fastest, hypervolume=hypervolume(F[on_front], ideal, nadir), ideal=ideal.tolist(),
-        nadir=nadir.tolist(), elapsed_s=time.perf_counter() - t0, **extra)
+        nadir=nadir.tolist(), elapsed_s=time.perf_counter() - t0, decoder_ms=decoder_ms(predictors, res), **extra)
     if budget_step is not None and not feasible.any():
+        decoder = decoder_ms(predictors, res)
         result.notes.append(f"{res} px: no subnet meets {config.budget_ms:g} ms"
-                            f"{f' over {config.steps} steps' if config.steps > 1 else ''}; "
+                            f"{f' over {config.steps} steps' if config.steps > 1 else ''}"
+                            f"{f' plus the {decoder:.1f} ms decoder' if decoder else ''}; "
                             f"the fastest takes {fastest:.1f} ms per step")
+
+
+def step_budget(config: SearchConfig, predictors: Predictors, res: int) -> float | None:
+    """The per-step latency budget at ``res``: ``(budget - decoder) / steps`` (None without a budget).
+
+    A latent space's decoder runs once per video, so it comes off the budget before the steps share it.
+    """
+    if config.budget_ms is None:
+        return None
+    return (config.budget_ms - decoder_ms(predictors, res)) / config.steps
 
 
 def _objective_matrix(cols: dict[str, np.ndarray], objectives: tuple[str, ...]) -> np.ndarray:
@@ -395,7 +409,7 @@ def _reference_box(space: SearchSpace, predictors: Predictors, config: SearchCon
     ideal, nadir = F.min(axis=0), F.max(axis=0)
     if config.budget_ms is not None and "latency" in config.objectives:
         j = config.objectives.index("latency")
-        nadir[j] = min(nadir[j], config.budget_ms / config.steps)
+        nadir[j] = min(nadir[j], max(step_budget(config, predictors, res), ideal[j]))
     nadir = np.where(nadir > ideal, nadir, ideal + np.maximum(np.abs(ideal) * 1e-6, 1e-9))
     return ideal, nadir, float(cols["latency_ms"][0])
 
@@ -410,10 +424,11 @@ def _run_nsga2(space: SearchSpace, predictors: Predictors, config: SearchConfig,
 
     seed = int(np.random.SeedSequence([config.seed, res]).generate_state(1)[0])
     evaluated: set[bytes] = set()  # shared: duplicate elimination skips archs the problem already scored
-    problem = SnedProblem(space, predictors, res, config.objectives, config.budget_ms, config.steps, evaluated)
+    problem = SnedProblem(space, predictors, res, config.objectives, config.budget_ms, config.steps, evaluated,
+                          fixed_ms=decoder_ms(predictors, res))
     algorithm = make_nsga2(space, config.pop_size, evaluated)
     algorithm.setup(problem, termination=NoTermination(), seed=seed, verbose=False)
-    budget_step = None if config.budget_ms is None else config.budget_ms / config.steps
+    budget_step = step_budget(config, predictors, res)
 
     # The archive of distinct archs (first evaluation wins) and its running front, updated per batch.
     seen: dict[bytes, int] = {}
@@ -501,4 +516,4 @@ def _points_frame(space: SearchSpace, X: np.ndarray, cols: dict[str, np.ndarray]
 
 
 __all__ = ["FRONT_COLUMNS", "METHODS", "POINT_COLUMNS", "ResolutionStats", "SearchConfig", "SearchResult",
-           "front_columns", "parse_budget", "parse_resolutions", "point_columns", "run_search"]
+           "front_columns", "parse_budget", "parse_resolutions", "point_columns", "run_search", "step_budget"]

@@ -119,6 +119,7 @@ class Predictors(Protocol):
     Optional:
         target: the quality's table column, ``"fvd"`` (the default when absent) or ``"loss"``.
         provenance(): a JSON-able dict saved into the run's ``settings.json``.
+        decoder_ms(res): ms of a latent space's decoder, once per video (see :func:`decoder_ms`).
     """
 
     device: str
@@ -126,6 +127,12 @@ class Predictors(Protocol):
     def latency_ms(self, X: np.ndarray) -> np.ndarray: ...
 
     def quality(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def decoder_ms(predictors: Predictors, res: int) -> float:
+    """The fixed ms a video adds to its steps at ``res`` (a latent space's decoder); 0 where none is known."""
+    fn = getattr(predictors, "decoder_ms", None)
+    return float(fn(res)) if callable(fn) else 0.0
 
 
 def evaluate(space: SearchSpace, predictors: Predictors, X: np.ndarray) -> dict[str, np.ndarray]:
@@ -256,6 +263,13 @@ class FilePredictors:
                                 f"space {space.name!r} has hash {space.hash}")
         self.device = str(self.table.device)
         self.target = str(getattr(self.predictor, "target", DEFAULT_TARGET))
+        if space.spec.latent is not None and self.table.decoder is None:
+            raise UserError(f"latency table {self.table_path} has no decoder entry, so a latent video's latency would "
+                            f"leave out its decoding; measure it with sned latency measure {space.name} --out TABLE")
+
+    def decoder_ms(self, res: int) -> float:
+        """The table's measured decoder pass at ``res`` (0 for a pixel space)."""
+        return self.table.decoder_ms(res)
 
     def latency_ms(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.table.predict(self.space, X), dtype=np.float64)
@@ -315,7 +329,7 @@ def _jsonable(value):
     return str(value)
 
 
-__all__ = ["COLUMNS", "DEFAULT_OBJECTIVES", "DEFAULT_PREDICTORS", "DEFAULT_TABLE", "DEFAULT_TARGET", "OBJECTIVES",
+__all__ = ["COLUMNS", "DEFAULT_OBJECTIVES", "decoder_ms", "DEFAULT_PREDICTORS", "DEFAULT_TABLE", "DEFAULT_TARGET", "OBJECTIVES",
            "QUALITY_LABELS", "QUALITY_OBJECTIVES", "AnalyticPredictors", "FilePredictors", "Predictors",
            "check_objectives", "columns", "default_artifact", "evaluate", "parse_objectives", "predictor_target",
            "quality_columns"]

@@ -7,8 +7,11 @@ stage      what it does                                output under ``--out``
 =========  ==========================================  =====================================
 data       synthesise the procedural video dataset     ``data/`` (.mp4 in class folders)
 features   train the domain classifier (FVD features)  ``features/`` (safetensors + card.json)
+vae        latent spaces: train the video autoencoder  ``vae/`` (``sned vae train``)
+latents    latent spaces: encode the data once         ``latents/`` (the latent cache)
 train      superposition-train the supernet            ``train/`` (checkpoints, metrics.csv)
 latency    measure the per-block table, validate it    ``latency-<device>.parquet``, parity
+           (latent spaces: and time the decoder)
 evaluate   sampled FVD/KVD of stratified subnets (Ray) ``fvd.parquet``
 fit        fit and cross-validate the FVD predictor    ``predictor.npz``
 search     the fronts at every resolution              ``search/`` (pareto.csv/json)
@@ -18,7 +21,8 @@ report     the self-contained HTML report              ``search/report.html``
 A stage whose output is complete is skipped (its ``stages/<stage>.json`` marker records what it
 made, the command, the commit, the device, the date and the seeds); a partial one resumes (the
 data generator skips written files, training and latency measurement continue from their files,
-evaluation skips finished trials). So a killed pipeline simply runs again. ``--bundle`` then copies
+evaluation skips finished trials, the autoencoder and the latent cache resume). So a killed
+pipeline simply runs again. A pixel experiment has no ``vae`` and ``latents`` stages. ``--bundle`` then copies
 the small artifacts into the experiment's folder (``experiments/<name>/``) with a provenance file.
 
 Settings come from the experiment YAML's ``pipeline:`` section (strict: unknown keys are errors).
@@ -48,7 +52,13 @@ from sned.supernet.space import SearchSpace, load_experiment, load_space
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("data", "features", "train", "latency", "evaluate", "fit", "search", "report")
+STAGES = ("data", "features", "vae", "latents", "train", "latency", "evaluate", "fit", "search", "report")
+LATENT_STAGES = ("vae", "latents")
+
+
+def stages_for(space: SearchSpace) -> tuple[str, ...]:
+    """The stages of an experiment: every one for a latent space, all but the autoencoder's for a pixel one."""
+    return STAGES if space.spec.latent is not None else tuple(s for s in STAGES if s not in LATENT_STAGES)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -80,6 +90,12 @@ class PipelineConfig:
         fit_folds: outer cross-validation folds of the predictor fit (nested CV; they score it).
         fit_inner_folds: inner folds (they choose the model inside each outer fold).
         search_budget_ms: the latency budget of the bundled search.
+        search_steps: denoising steps that budget covers (1: one UNet forward; a latent space's
+            decoder is added once per video).
+        vae_steps: latent spaces: steps of the autoencoder (``sned vae train``'s default when None).
+        vae: latent spaces: an existing autoencoder folder (``sned vae train`` or diffusers
+            ``save_pretrained``; relative to the experiment YAML's folder, or absolute) that the ``vae``
+            stage uses instead of training one.
     """
 
     seed: int = 0
@@ -103,6 +119,9 @@ class PipelineConfig:
     fit_folds: int = 5
     fit_inner_folds: int = 3
     search_budget_ms: float = 200.0
+    search_steps: int = 1
+    vae_steps: int | None = None
+    vae: str | None = None
 
     @classmethod
     def from_experiment(cls, data: Mapping[str, Any]) -> PipelineConfig:
@@ -137,6 +156,8 @@ class Context:
         self.paths = {
             "data": self.out / "data",
             "features": self.out / "features",
+            "vae": (Path(self.experiment).parent / self.cfg.vae).resolve() if self.cfg.vae else self.out / "vae",
+            "latents": self.out / "latents",
             "train": self.out / "train",
             "latency": self.out / latency_table_name(self.device),
             "parity": self.out / PARITY_HTML,
@@ -177,15 +198,63 @@ def stage_features(ctx: Context) -> dict[str, Any]:
             "reused": result.is_reused}
 
 
+def stage_vae(ctx: Context) -> dict[str, Any]:
+    from sned.supernet.vae import VAEConfig
+    from sned.supernet.vae_train import DEFAULT_STEPS, VAETrainSettings, list_checkpoints, train_vae
+
+    latent = ctx.space.spec.latent
+    out = ctx.paths["vae"]
+    if ctx.cfg.vae:  # a given autoencoder: check it fits the space, train nothing
+        from sned.supernet.latent import check_autoencoder
+        from sned.supernet.vae_load import load_autoencoder
+
+        autoencoder = load_autoencoder(out)
+        check_autoencoder(autoencoder, ctx.space, f"pipeline.vae {out}")
+        return {"given": str(out), "identity": autoencoder.identity, "sha256": autoencoder.sha256}
+    architecture = VAEConfig(latent_channels=latent.channels, temporal_factor=latent.temporal_factor)
+    if architecture.spatial_factor != latent.spatial_factor:
+        raise UserError(f"space.latent.spatial_factor = {latent.spatial_factor}: sned's default autoencoder "
+                        f"downsamples {architecture.spatial_factor}x; train one with `sned vae train` and pass --vae")
+    result = train_vae(VAETrainSettings(str(ctx.paths["data"]), str(out), steps=ctx.cfg.vae_steps or DEFAULT_STEPS,
+                                        seed=ctx.cfg.seed, resume=bool(list_checkpoints(out)), architecture=architecture,
+                                        resolutions=tuple(ctx.space.resolutions), frames=ctx.space.frames,
+                                        device=ctx.device, progress=ctx.progress, command=" ".join(sys.argv)))
+    return {"steps": result.end_step, "reused": result.is_reused,
+            "held_out": (result.config or {}).get("held_out")}
+
+
+def stage_latents(ctx: Context) -> dict[str, Any]:
+    from sned.supernet.data import VideoClipDataset
+    from sned.supernet.latent import build_latent_cache
+    from sned.supernet.vae_load import load_autoencoder
+
+    autoencoder = load_autoencoder(ctx.paths["vae"], device=ctx.device)
+    videos = VideoClipDataset(ctx.paths["data"], frames=ctx.space.frames, size=max(ctx.space.resolutions),
+                              seed=ctx.cfg.seed, cache=True)
+    cache = build_latent_cache(autoencoder, videos, ctx.space.resolutions, ctx.paths["latents"], progress=ctx.progress)
+    return {"key": cache.key, "videos": len(cache.manifest["videos"]), "autoencoder": autoencoder.identity}
+
+
 def stage_train(ctx: Context) -> dict[str, Any]:
     from sned.supernet.checkpoint import list_checkpoints
     from sned.supernet.train import TrainSettings, train
 
     run = ctx.paths["train"]
-    resume = bool(run.exists() and list_checkpoints(run))
+    found = list_checkpoints(run) if run.exists() else []
+    latent = ctx.space.spec.latent is not None
+    if found:  # a run that finished before its marker was written (a kill in between) is done
+        from sned.supernet.checkpoint import read_state
+        from sned.supernet.config import load_train_config
+
+        state = read_state(found[-1], verify=False)
+        if int(state["step"]) >= (ctx.cfg.train_steps or load_train_config(ctx.experiment).steps):
+            return {"end_step": int(state["step"]), "checkpoint": str(found[-1]), "last_loss_mean": None,
+                    "finished_earlier": True}
+    resume = bool(found)
     result = train(TrainSettings(experiment=ctx.experiment, data=str(ctx.paths["data"]), out=str(run),
                                  steps=ctx.cfg.train_steps, seed=ctx.cfg.seed, resume=resume,
-                                 progress=ctx.progress))
+                                 progress=ctx.progress, vae=str(ctx.paths["vae"]) if latent else None,
+                                 latents=str(ctx.paths["latents"]) if latent else None))
     losses = result.losses
     return {"end_step": result.end_step, "checkpoint": str(result.checkpoint),
             "last_loss_mean": float(sum(losses[-50:]) / max(1, len(losses[-50:]))) if losses else None}
@@ -201,6 +270,12 @@ def stage_latency(ctx: Context) -> dict[str, Any]:
                                seed=cfg.seed, clock=cfg.latency_clock if ctx.device == "cpu" else "wall",
                                statistic=cfg.latency_statistic)
     measure_table(ctx.space, ctx.paths["latency"], settings, experiment=ctx.experiment, progress=ctx.progress)
+    if ctx.space.spec.latent is not None:  # the decoder: a measured fixed block per resolution
+        from sned.predictors.latency_decoder import measure_decoder
+        from sned.supernet.vae_load import load_autoencoder
+
+        measure_decoder(ctx.paths["latency"], ctx.space, load_autoencoder(ctx.paths["vae"]), repeats=cfg.latency_repeats,
+                        seed=cfg.seed, progress=ctx.progress)
     table = LatencyTable.load(ctx.paths["latency"], ctx.space)
     result = validate_table(ctx.space, table, n=ctx.cfg.latency_validate, seed=ctx.cfg.seed, device=ctx.device,
                             threads=ctx.cfg.latency_threads, progress=ctx.progress)
@@ -243,7 +318,7 @@ def stage_search(ctx: Context) -> dict[str, Any]:
     from sned.search.output import write_run
 
     config = SearchConfig(experiment=ctx.experiment, budget_ms=ctx.cfg.search_budget_ms, resolutions=None,
-                          seed=ctx.cfg.seed, table=str(ctx.paths["latency"]), predictor=str(ctx.paths["fit"]))
+                          steps=ctx.cfg.search_steps, seed=ctx.cfg.seed, table=str(ctx.paths["latency"]), predictor=str(ctx.paths["fit"]))
     result = run_search(config, space=ctx.space)
     if ctx.paths["search"].exists():
         shutil.rmtree(ctx.paths["search"])
@@ -258,7 +333,7 @@ def stage_report(ctx: Context) -> dict[str, Any]:
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "data": stage_data, "features": stage_features, "train": stage_train, "latency": stage_latency, "evaluate": stage_evaluate,
+    "data": stage_data, "features": stage_features, "vae": stage_vae, "latents": stage_latents, "train": stage_train, "latency": stage_latency, "evaluate": stage_evaluate,
     "fit": stage_fit, "search": stage_search, "report": stage_report,
 }
 
@@ -270,15 +345,23 @@ def marker(out: Path, stage: str) -> Path:
     return out / "stages" / f"{stage}.json"
 
 
-def run_pipeline(experiment: str, out: str | Path, stages: Sequence[str] = STAGES, *, device: str = "cpu",
+def run_pipeline(experiment: str, out: str | Path, stages: Sequence[str] | None = None, *, device: str = "cpu",
                  force: Sequence[str] = (), progress: bool = True, log: Callable[[str], None] = logger.info
                  ) -> dict[str, dict[str, Any]]:
-    """Run (or continue) the pipeline; returns each stage's provenance record (``log`` gets a line per stage)."""
-    unknown = [s for s in stages if s not in STAGES]
+    """Run (or continue) the pipeline; returns each stage's provenance record (``log`` gets a line per stage).
+
+    ``stages``: a subset of the experiment's :func:`stages_for` (default: all of them).
+    """
+    unknown = [s for s in stages or () if s not in STAGES]
     if unknown:
         raise UserError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
     data, path = load_experiment(experiment)
     space = load_space(path)
+    valid = stages_for(space)
+    stages = valid if stages is None else stages
+    if any(s not in valid for s in stages):
+        raise UserError(f"experiment {space.name!r} is a pixel-space experiment: it has no {', '.join(LATENT_STAGES)} "
+                        f"stages; valid: {', '.join(valid)}")
     ctx = Context(str(path), space, PipelineConfig.from_experiment(data), Path(out), progress, device)
     ctx.out.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict[str, Any]] = {}
@@ -331,6 +414,12 @@ def bundle(experiment: str, out: str | Path, device: str = "cpu") -> Path:
     if (out / "train" / "validation.csv").exists():  # the held-out loss curve (benchmarks/training.py)
         shutil.copy2(out / "train" / "validation.csv", target / "validation.csv")
         records["validation.csv"] = records.get("train", {})
+    if marker(out, "vae").exists():  # a latent space's autoencoder: its samples decode with it
+        records["vae"] = json.loads(marker(out, "vae").read_text())
+        source = Path(records["vae"]["result"].get("given") or out / "vae")
+        if source.resolve() != (target / "vae").resolve():
+            shutil.copytree(source, target / "vae", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(".*", "checkpoints", "*.csv", "tb"))
     if (out / "train").exists():
         records["supernet"] = _bundle_supernet(out / "train", target / "supernet", out)
         for old in (target / "samples").glob("*.gif"):  # grids of an earlier bundle (other names)
@@ -381,11 +470,13 @@ def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int
     same videos. 24 videos at the two small resolutions, 12 at the largest (file size).
     """
     from sned.supernet.checkpoint import load_supernet
+    from sned.supernet.latent import autoencoder_for
     from sned.supernet.sample import generate, to_uint8, video_grid
     from sned.supernet.synth import render_clips
     from sned.supernet.video_io import write_video
 
     net, info = load_supernet(weights)
+    decoder = autoencoder_for(info)  # latent spaces: samples decode to video
     space = net.space
     written: dict[str, Any] = {}
     for res in space.resolutions:
@@ -398,7 +489,7 @@ def _bundle_samples(weights: Path, folder: Path, cfg: PipelineConfig, steps: int
         for which in ("largest", "smallest"):
             arch = getattr(space, which)(res)
             videos = to_uint8(generate(net, arch, n, steps, seed=0, prediction=info["config"].get("prediction", "v"),
-                                       guidance=float(info["sample_config"].get("guidance", 1.0))))
+                                       guidance=float(info["sample_config"].get("guidance", 1.0)), decoder=decoder))
             write_video(folder / f"{which}-{res}.gif", video_grid(videos, columns=6, scale=scale))
             written[f"{which}-{res}"] = {"arch": arch, "file": f"samples/{which}-{res}.gif", "n": n}
     return {"checkpoint_sha256": info["sha256"], "step": info["step"], "steps": steps, "seed": 0, "gifs": written,

@@ -37,13 +37,15 @@ class SnedProblem(Problem):
         res: the resolution this problem is fixed to.
         objectives: names from :data:`sned.search.objectives.OBJECTIVES`.
         budget_ms: latency budget for the whole run (``steps`` forwards), or None for no constraint.
-        steps: denoising steps the budget covers; the constraint is ``steps * latency <= budget``.
+        steps: denoising steps the budget covers; the constraint is ``steps * latency + fixed_ms <= budget``.
+        fixed_ms: a latent space's decoder, once per video.
         evaluated: a set that collects the key (``row.tobytes()``) of every evaluated canonical row;
             share it with :class:`CanonicalDuplicateElimination` so no arch is scored twice.
     """
 
     def __init__(self, space: SearchSpace, predictors: Predictors, res: int, objectives: tuple[str, ...],
-                 budget_ms: float | None = None, steps: int = 1, evaluated: set[bytes] | None = None):
+                 budget_ms: float | None = None, steps: int = 1, evaluated: set[bytes] | None = None,
+                 fixed_ms: float = 0.0):
         xl = np.zeros(space.n_genes, dtype=np.int64)
         xu = space.upper.copy()
         xl[0] = xu[0] = space.resolutions.index(res)
@@ -55,6 +57,7 @@ class SnedProblem(Problem):
         self.objectives = objectives
         self.budget_ms = budget_ms
         self.steps = steps
+        self.fixed_ms = float(fixed_ms)
         self.archive: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []  # (X, columns) per evaluated batch
         self.evaluated = evaluated if evaluated is not None else set()
 
@@ -65,7 +68,7 @@ class SnedProblem(Problem):
         self.evaluated.update(row.tobytes() for row in X)
         out["F"] = np.column_stack([cols[OBJECTIVES[name][0]] for name in self.objectives]).astype(np.float64)
         if self.budget_ms is not None:
-            out["G"] = (self.steps * cols["latency_ms"] - self.budget_ms)[:, None]
+            out["G"] = (self.steps * cols["latency_ms"] + self.fixed_ms - self.budget_ms)[:, None]
 
 
 class SpaceSampling(Sampling):

@@ -160,7 +160,8 @@ def _print_fronts(result) -> None:
     config = result.config
     steps = config.steps
     budget = "no budget" if config.budget_ms is None else (
-        f"budget {config.budget_ms:g} ms" + (f" for {steps} steps ({config.budget_ms / steps:g} ms per step)"
+        f"budget {config.budget_ms:g} ms" + (f" for {steps} steps" + (" and the decoder" if _latent(result) else
+                                                                       f" ({config.budget_ms / steps:g} ms per step)")
                                              if steps > 1 else " per denoising step"))
     print(f"{result.space_name} on {result.device}: {budget}; objectives {', '.join(config.objectives)}")
     for res, front in result.fronts.items():
@@ -170,22 +171,28 @@ def _print_fronts(result) -> None:
         else:
             how = (f"NSGA-II front ({st.unique:,} of {st.space_count:,} archs in {st.generations} generations, "
                    f"stopped: {st.stopped})")
-        print(f"\n{res} px: {how}; {len(front)} subnets, fastest {st.fastest_ms:.1f} ms")
+        decoder = getattr(st, "decoder_ms", 0.0)
+        print(f"\n{res} px: {how}; {len(front)} subnets, fastest {st.fastest_ms:.1f} ms"
+              + (f" per step; decoder {decoder:.1f} ms per video (measured; in ms/run)" if decoder else ""))
         if not len(front):
             print(f"  no subnet meets the budget at {res} px")
             continue
-        run_col = steps > 1
+        run_col = steps > 1 or decoder > 0
         pred, spread = quality_columns(result.target)
         label = f"predicted {QUALITY_LABELS.get(result.target, result.target)}"
         print(f"  {'#':>3}  {'arch id':<10}  {'ms/step':>8}" + (f"  {'ms/run':>8}" if run_col else "")
               + f"  {label:>15}  {'params M':>8}  {'GFLOPs':>7}  arch")
         for k, r in enumerate(front.to_dict("records"), 1):
             ms = r["latency_ms"]
-            print(f"  {k:>3}  {r['arch_id']:<10}  {ms:>8.1f}" + (f"  {ms * steps:>8.0f}" if run_col else "")
+            print(f"  {k:>3}  {r['arch_id']:<10}  {ms:>8.1f}" + (f"  {ms * steps + decoder:>8.0f}" if run_col else "")
                   + f"  {_number(r[pred], result.target):>7} ± {_number(r[spread], result.target):<5}  {r['params'] / 1e6:>8.2f}  "
                   f"{r['gflops']:>7.2f}  {r['summary']}")
     for note in result.notes:
         print(f"note: {note}")
+
+
+def _latent(result) -> bool:
+    return any(getattr(st, "decoder_ms", 0.0) for st in result.stats.values())
 
 
 def _number(value: float, target: str) -> str:

@@ -169,7 +169,7 @@ def bundle_weights(ckpt: str | Path, out: str | Path, dtype: str = "fp16",
                   metadata={"format": FORMAT, "dtype": dtype})
         weights_sha256 = sha256_file(tmp)
     keep = ("experiment", "space", "space_hash", "config", "sample_config", "sampler", "seed", "world_size",
-            "total_steps", "torch_version", "class_names")
+            "total_steps", "torch_version", "class_names", "vae")
     payload = {"format": FORMAT, "version": VERSION, "step": int(state["step"]),
                **{k: state[k] for k in keep if k in state}, "weights_only": True, "dtype": dtype,
                "source_sha256": state["files"][WEIGHTS], "provenance": dict(provenance or {}),
@@ -304,7 +304,8 @@ def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: st
         ``(net, info)``: the :class:`~sned.supernet.model.Supernet` in eval mode, and a dict with
         ``path``, ``step``, ``experiment``, ``space_hash``, ``sha256`` (of ``weights.safetensors``:
         the checkpoint's identity in sampled-FVD tables), ``ema``, ``config`` (training),
-        ``sample_config`` (the experiment's ``sample:`` defaults), ``sampler`` and ``seed``.
+        ``sample_config`` (the experiment's ``sample:`` defaults), ``sampler``, ``seed`` and ``vae``
+        (a latent network's autoencoder: folder and sha256; None in pixel space).
 
     Raises:
         UserError: missing, corrupt or mismatched checkpoint (one line).
@@ -323,7 +324,8 @@ def load_supernet(ckpt_path_or_run_dir: str | Path, ema: bool = True, device: st
     info = {"path": str(ckpt), "step": int(state["step"]), "experiment": state["experiment"],
             "space_hash": state["space_hash"], "sha256": state["files"][WEIGHTS], "ema": bool(ema),
             "config": state.get("config", {}), "sample_config": state.get("sample_config", {}),
-            "sampler": state.get("sampler", {}), "seed": state.get("seed"), "class_names": state.get("class_names", [])}
+            "sampler": state.get("sampler", {}), "seed": state.get("seed"), "class_names": state.get("class_names", []),
+            "vae": state.get("vae")}
     return net, info
 
 

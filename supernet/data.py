@@ -185,14 +185,17 @@ class VideoClipDataset:
 
     def clip(self, index: int, epoch: int = 0) -> torch.Tensor:
         """Clip ``index`` of ``epoch`` as float32 ``(c, f, size, size)`` in [-1, 1]."""
-        import torch
-
         index = operator.index(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"clip index {index} out of range for {len(self)} videos")
         index %= len(self)
         start = self.start_frame(index, epoch)
-        indices = list(range(start, start + self.clip_span, self.stride))
+        return self._frames(index, list(range(start, start + self.clip_span, self.stride)))
+
+    def _frames(self, index: int, indices: list[int]) -> torch.Tensor:
+        """Frames ``indices`` of video ``index``, resized: float32 ``(c, f, size, size)`` in [-1, 1]."""
+        import torch
+
         if self.cache is not None:  # whole videos decoded once, shared by subset/resolution views
             path = self.paths[index]
             if path not in self.cache:
@@ -203,6 +206,12 @@ class VideoClipDataset:
         clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (f, c, h, w)
         clip = _resize_square(clip, self.size)
         return (clip.permute(1, 0, 2, 3) / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()  # (c, f, s, s)
+
+    def video(self, index: int) -> torch.Tensor:
+        """Every frame of video ``index`` (every ``stride``-th) as float32 ``(c, F, size, size)`` in [-1, 1]
+        (what a latent cache encodes)."""
+        index = operator.index(index) % len(self)
+        return self._frames(index, list(range(0, self.frame_counts[index], self.stride)))
 
     def subset(self, indices: Sequence[int]) -> VideoClipDataset:
         """A view of the videos at ``indices`` (in that order); clip positions are seeded by the new index."""

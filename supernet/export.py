@@ -70,7 +70,7 @@ def export_subnet(ckpt: str | Path, arch: Arch, out: str | Path, ema: bool = Tru
     config = {"format": FORMAT, "arch": arch, "arch_id": arch_id(arch), "space": net.space.to_dict(),
               "space_hash": net.space.hash, "experiment": info["experiment"],
               "prediction": info["config"].get("prediction", "v"), "sample": info.get("sample_config", {}),
-              "class_names": info.get("class_names", []),
+              "class_names": info.get("class_names", []), "vae": info.get("vae"),
               "params": int(sum(p.numel() for p in subnet.parameters())),
               "checkpoint": {"path": info["path"], "sha256": info["sha256"], "step": info["step"], "ema": ema},
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}

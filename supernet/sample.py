@@ -34,7 +34,8 @@ def video_generators(seed: int, n: int) -> list[torch.Generator]:
 def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, eta: float = 0.0,
              batch_size: int = 8, device: str | torch.device = "cpu", prediction: str = "v",
              dtype: torch.dtype = torch.float32, labels: Any = None, guidance: float = 1.0,
-             on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
+             on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+             decoder: Any = None) -> torch.Tensor:
     """Generate ``n`` videos with DDIM from subnet ``arch`` of a supernet.
 
     Args:
@@ -56,9 +57,11 @@ def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, et
             (one forward per step), anything else costs a second forward (batched with the first).
         on_step: ``on_step(t, z_t, x0_hat)`` for each batch at each DDIM step (see
             :meth:`~sned.supernet.diffusion.GaussianDiffusion.ddim_sample`).
+        decoder: a latent network's video autoencoder (:func:`~sned.supernet.latent.autoencoder_for`):
+            each batch's latents are decoded to video. None: return what the network denoises.
 
     Returns:
-        ``(n, c, f, h, w)`` float32 on the CPU, in [-1, 1].
+        ``(n, c, f, h, w)`` float32 on the CPU, in [-1, 1] (pixels, or latents without ``decoder``).
     """
     from sned.supernet.diffusion import GaussianDiffusion
 
@@ -94,9 +97,12 @@ def generate(net: torch.nn.Module, arch: Arch, n: int, steps: int, seed: int, et
     videos = []
     for i in range(0, n, batch_size):
         y = None if labels is None else labels[i: i + batch_size]
-        videos.append(diffusion.ddim_sample(lambda z, t, y=y: model(z, t, y), shape, steps,
-                                            generators[i: i + batch_size], eta=eta, device=device,
-                                            on_step=on_step).cpu())
+        z = diffusion.ddim_sample(lambda z, t, y=y: model(z, t, y), shape, steps, generators[i: i + batch_size],
+                                  eta=eta, device=device, on_step=on_step)
+        if decoder is not None:
+            with torch.no_grad():
+                z = decoder.decode(z.to(decoder.device)).float()
+        videos.append(z.cpu())
     return torch.cat(videos)
 
 

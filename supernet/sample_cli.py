@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="videos per forward (default: sample.batch_size)")
     parser.add_argument("--out", required=True, help="output folder for the videos")
     parser.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    parser.add_argument("--vae", help="latent checkpoints: the autoencoder folder, where it moved since training "
+                                      "(its weights must be the ones trained with)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from sned.supernet.checkpoint import load_supernet
     from sned.supernet.config import SampleConfig, sample_config_from_dict
     from sned.supernet.export import is_export, load_exported
+    from sned.supernet.latent import autoencoder_for
     from sned.supernet.sample import class_labels, generate, write_samples
     from sned.supernet.space import arch_id, arch_summary
 
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         info = {"path": str(args.checkpoint), "sha256": config["checkpoint"]["sha256"],
                 "step": config["checkpoint"]["step"], "experiment": config["experiment"],
                 "ema": config["checkpoint"]["ema"], "config": {"prediction": config["prediction"]},
-                "sample_config": config.get("sample"), "class_names": config.get("class_names", [])}
+                "sample_config": config.get("sample"), "class_names": config.get("class_names", []),
+                "vae": config.get("vae")}
         if not (args.arch or args.largest or args.smallest):
             args.arch = json.dumps(net.arch)
     else:
@@ -100,12 +104,14 @@ def run(args: argparse.Namespace) -> int:
     if not space.spec.classes and args.guidance is not None:
         raise UserError("--guidance: this checkpoint is unconditional (space.classes = 0)")
     prediction = info["config"].get("prediction", "v")
+    decoder = autoencoder_for(info, args.vae, device=device)  # latent networks: decode to video
     videos = generate(net, arch, n, steps, args.seed, eta=eta, batch_size=args.batch_size or defaults.batch_size,
-                      device=device, prediction=prediction, labels=labels, guidance=guidance)
+                      device=device, prediction=prediction, labels=labels, guidance=guidance, decoder=decoder)
     meta = {"checkpoint": info["path"], "checkpoint_sha256": info["sha256"], "step": info["step"],
             "experiment": info["experiment"], "ema": info["ema"], "arch": arch, "arch_id": arch_id(arch),
             "seed": args.seed, "steps": steps, "eta": eta, "n": n,
-            **({"guidance": guidance, "classes": names} if space.spec.classes else {})}
+            **({"guidance": guidance, "classes": names} if space.spec.classes else {}),
+            **({"vae": decoder.identity} if decoder is not None else {})}
     paths = write_samples(videos, args.out, fps=defaults.fps, meta=meta)
     print(f"{len(paths)} videos of {arch_summary(arch)} (arch {arch_id(arch)}, {steps} DDIM steps) -> {args.out}")
     return 0

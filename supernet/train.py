@@ -79,7 +79,14 @@ from sned.supernet.train_logs import (
     read_validation,
     seconds_per_step,
 )
-from sned.supernet.train_plan import Plan, TrainSettings, make_arch_sampler, prepare, split_held_out
+from sned.supernet.train_plan import (
+    Plan,
+    TrainSettings,
+    attach_latents,
+    make_arch_sampler,
+    prepare,
+    split_held_out,
+)
 from sned.supernet.train_step import (
     EMA,
     MultiResClips,
@@ -235,7 +242,8 @@ def train_loop(plan: Plan, rank: int = 0, world_size: int = 1, device: torch.dev
                 "sampler": state.sampler.state_dict(),
                 "class_names": list(plan.dataset.class_names) if space.spec.classes else [],
                 "data": {"position": position, "root": str(Path(settings.data).resolve())},
-                "world_size": world_size, "total_steps": total}, keep=cfg.keep_checkpoints)
+                "world_size": world_size, "total_steps": total,
+                **({"vae": plan.latent.record()} if plan.latent else {})}, keep=cfg.keep_checkpoints)
             log.flush()
         if world_size > 1:
             torch.distributed.barrier()
@@ -297,6 +305,7 @@ def _ray_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     settings = TrainSettings(**config["settings"])
     plan = prepare(settings)
+    attach_latents(plan, build=False)
     threads = config.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
@@ -307,6 +316,7 @@ def _ray_worker(config: dict[str, Any]) -> None:
 def train(settings: TrainSettings) -> TrainResult:
     """Train (in this process, or on ``settings.workers`` Ray Train ranks) and return what was done."""
     plan = prepare(settings)
+    attach_latents(plan, build=True, progress=settings.progress)
     if settings.workers == 1:
         return train_loop(plan)
     began = time.perf_counter()
@@ -315,7 +325,8 @@ def train(settings: TrainSettings) -> TrainResult:
     cpus = os.cpu_count() or 1
     out = Path(settings.out).resolve()
     worker_settings = asdict(replace(settings, out=str(out), data=str(Path(settings.data).resolve()),
-                                     seed=plan.seed, progress=False))
+                                     seed=plan.seed, progress=False,
+                                     **({"vae": plan.latent.vae, "latents": plan.latent.cache} if plan.latent else {})))
     # A private local Ray (RAY_ADDRESS aside), never a head some `ray start` left on this machine.
     with start_ray(None, num_cpus=max(cpus, settings.workers)):
         from ray.train import RunConfig, ScalingConfig

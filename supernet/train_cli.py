@@ -17,7 +17,8 @@ from sned.supernet.base.command import run_command
 
 # How this CLI spells the TrainSettings fields that library errors name.
 SETTING_FLAGS = {"data": "--data", "out": "--out", "steps": "--steps", "seed": "--seed",
-                 "resume": "--resume", "workers": "--workers", "device": "--device"}
+                 "resume": "--resume", "workers": "--workers", "device": "--device", "vae": "--vae",
+                 "latents": "--latents"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's newest checkpoint")
     parser.add_argument("--workers", type=int, default=1, help="data-parallel ranks under Ray Train (default 1)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    parser.add_argument("--vae", help="latent experiments: the video autoencoder folder (`sned vae train`, or a "
+                                      "diffusers save_pretrained folder; default: the bundled experiment's vae/)")
+    parser.add_argument("--latents", help="latent experiments: the latent cache folder (default: RUN/latents)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from sned.supernet.train import TrainSettings, read_metrics, read_validation, seconds_per_step, train
 
     settings = TrainSettings(args.experiment, args.data, args.out, args.steps, args.seed, args.resume,
-                             args.workers, args.device, progress=not args.quiet)
+                             args.workers, args.device, progress=not args.quiet, vae=args.vae, latents=args.latents)
     result = train(settings)
     rows = [r for r in read_metrics(result.out) if r["step"] > result.start_step]
     speed = ", ".join(f"{res}px {s:.2f} s (n={n})" for res, (s, n) in seconds_per_step(rows).items())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class TrainSettings:
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         stop_after: leave the loop after this many steps of this invocation, as if killed (tests).
         progress: show a tqdm bar.
+        vae: latent experiments: the video autoencoder's folder (default: the bundled experiment's ``vae/``).
+        latents: latent experiments: the latent cache folder (default: ``<out>/latents``).
     """
 
     experiment: str
@@ -52,6 +54,22 @@ class TrainSettings:
     device: str = "auto"
     stop_after: int | None = None
     progress: bool = True
+    vae: str | None = None
+    latents: str | None = None
+
+
+@dataclass(frozen=True)
+class LatentPlan:
+    """A latent experiment's autoencoder and cache folder (checked by :func:`prepare`, built by the driver)."""
+
+    vae: str  # the autoencoder's folder (absolute)
+    sha256: str  # its weights' identity (the cache key and what a checkpoint records)
+    description: dict[str, Any]  # VideoAutoencoder.describe()
+    cache: str  # the latent cache folder (absolute)
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint stores to decode its samples later (:func:`~sned.supernet.latent.autoencoder_for`)."""
+        return {"path": self.vae, "sha256": self.sha256, "autoencoder": self.description}
 
 
 @dataclass
@@ -67,6 +85,9 @@ class Plan:
     dataset: Any  # the training VideoClipDataset at the largest resolution
     sample_cfg: Any  # the experiment's sample: section, stored in checkpoints for `sned sample`
     val_dataset: Any = None  # the held-out videos (None: no validation)
+    latent: LatentPlan | None = None  # a latent experiment: the datasets become latent clips in attach_latents
+    videos: Any = None  # every usable video (train + held out), what a latent cache encodes
+    split: tuple[list[int], list[int]] = field(default_factory=lambda: ([], []))  # (train, held-out) indices
 
 
 def prepare(settings: TrainSettings) -> Plan:
@@ -77,9 +98,10 @@ def prepare(settings: TrainSettings) -> Plan:
             finished run, a corrupt checkpoint, or an existing run without ``--resume``.
     """
     space = load_space(settings.experiment)
-    if space.spec.latent is not None:
-        raise UserError(f"experiment {space.name!r} trains in the latent space of a video autoencoder, which "
-                        f"sned-train does not provide yet; train a pixel-space experiment (e.g. tiny)")
+    if space.spec.latent is None and (settings.vae or settings.latents):
+        raise SettingError("vae", "experiment {name!r} is a pixel-space experiment; {vae} and {latents} are for "
+                           "latent experiments (space.latent)", name=space.name)
+    latent = _latent_plan(settings, space) if space.spec.latent is not None else None
     experiment_cfg = load_train_config(settings.experiment)
     if settings.workers < 1:
         raise SettingError("workers", "{workers} {value}: expected >= 1", value=settings.workers)
@@ -153,9 +175,61 @@ def prepare(settings: TrainSettings) -> Plan:
         logger.warning("%d videos are too few to hold out train.val_videos = %d; training without validation",
                        len(dataset), cfg.val_videos)
     plan = Plan(settings, space, cfg, seed, total, checkpoint, dataset.subset(train_index),
-                 load_sample_config(settings.experiment), val_dataset)
+                load_sample_config(settings.experiment), val_dataset, latent, dataset, (train_index, val_index))
     make_arch_sampler(plan)  # a bad train.arch fails here, in one line, before anything is written
     return plan
+
+
+def _latent_plan(settings: TrainSettings, space: SearchSpace) -> LatentPlan:
+    """Find and check a latent experiment's autoencoder (loaded once: its latent must match the space)."""
+    from sned.supernet.latent import bundled_autoencoder, check_autoencoder
+    from sned.supernet.vae_load import load_autoencoder
+
+    folder = Path(settings.vae) if settings.vae else bundled_autoencoder(space.name)
+    if folder is None:
+        raise SettingError("vae", "experiment {name!r} trains in the latent space of a video autoencoder: pass {vae} "
+                           "DIR (a `sned vae train` folder or a diffusers save_pretrained folder)", name=space.name)
+    autoencoder = load_autoencoder(folder)
+    check_autoencoder(autoencoder, space, f"--vae {folder}")
+    cache = Path(settings.latents) if settings.latents else Path(settings.out) / "latents"
+    if cache.exists() and not cache.is_dir():
+        raise SettingError("latents", "{latents} {value} exists and is not a folder", value=cache)
+    return LatentPlan(str(folder.resolve()), autoencoder.sha256, autoencoder.describe(), str(cache.resolve()))
+
+
+def attach_latents(plan: Plan, build: bool, progress: bool = True) -> None:
+    """Swap a latent plan's datasets for latent clips: build (or resume) the cache, or only open it.
+
+    The driver builds (``build=True``, one process encodes); Ray Train ranks open what it built.
+
+    Raises:
+        UserError: the cache folder holds another autoencoder's or dataset's latents, or is unfinished
+            where it should only be opened.
+    """
+    from sned.supernet.latent import LatentClipDataset, build_latent_cache, open_latent_cache
+    from sned.supernet.vae_load import load_autoencoder
+
+    latent = plan.latent
+    if latent is None:
+        return
+    space = plan.space
+    if build:
+        autoencoder = load_autoencoder(latent.vae)
+        if autoencoder.sha256 != latent.sha256:
+            raise UserError(f"--vae {latent.vae} changed while training was being prepared")
+        cache = build_latent_cache(autoencoder, plan.videos, space.resolutions, latent.cache, progress=progress)
+    else:
+        from sned.supernet.latent import cache_key
+        from sned.supernet.video_io import data_folder_hash
+
+        key = cache_key(latent.sha256, data_folder_hash(plan.videos.root), space.resolutions)
+        cache = open_latent_cache(latent.cache, key)
+        if cache is None:
+            raise UserError(f"latent cache {latent.cache} is not finished; the driver builds it before training")
+    clips = LatentClipDataset(plan.videos, cache, space.spec.unet_frames, space.spec.latent.spatial_factor)
+    train_index, val_index = plan.split
+    plan.dataset = clips.subset(train_index)
+    plan.val_dataset = clips.subset(val_index) if val_index else None
 
 
 def split_held_out(n: int, val_videos: int) -> tuple[list[int], list[int]]:
@@ -189,4 +263,4 @@ def _fixed_arch(text: str) -> dict[str, Any]:
     return arch
 
 
-__all__ = ["Plan", "TrainSettings", "make_arch_sampler", "prepare", "split_held_out"]
+__all__ = ["LatentPlan", "Plan", "TrainSettings", "attach_latents", "make_arch_sampler", "prepare", "split_held_out"]

@@ -47,10 +47,14 @@ class HeldOut:
 
 
 def make_held_out(clips: torch.Tensor, res: int, seed: int, timesteps: Sequence[int] = VAL_TIMESTEPS,
-                  labels: torch.Tensor | None = None) -> HeldOut:
-    """Fix the noise of held-out ``clips`` ``(n, c, f, res, res)`` with a generator seeded by ``(seed, res)``."""
-    if clips.ndim != 5 or clips.shape[-1] != res or clips.shape[-2] != res:
-        raise ValueError(f"expected held-out clips (n, c, f, {res}, {res}), got {tuple(clips.shape)}")
+                  labels: torch.Tensor | None = None, side: int | None = None) -> HeldOut:
+    """Fix the noise of held-out ``clips`` ``(n, c, f, side, side)`` with a generator seeded by ``(seed, res)``.
+
+    ``side`` is the clips' size: the resolution ``res`` for pixels, ``res / spatial_factor`` for latents.
+    """
+    side = int(res if side is None else side)
+    if clips.ndim != 5 or clips.shape[-1] != side or clips.shape[-2] != side:
+        raise ValueError(f"expected held-out clips (n, c, f, {side}, {side}), got {tuple(clips.shape)}")
     generator = torch.Generator().manual_seed(int(seed) * 100_003 + int(res))
     noise = torch.randn(clips.shape, generator=generator, dtype=clips.dtype)
     if labels is not None and tuple(labels.shape) != (len(clips),):
@@ -60,13 +64,14 @@ def make_held_out(clips: torch.Tensor, res: int, seed: int, timesteps: Sequence[
 
 def held_out_set(videos: Any, res: int, seed: int, labels: bool = True) -> HeldOut:
     """The held-out set of ``videos`` (a :class:`~sned.supernet.data.VideoClipDataset` of the held-out
-    videos) at ``res``: each video's clip of epoch 0, with :func:`make_held_out`'s fixed noise and,
-    with ``labels`` and a labelled dataset, the true classes."""
+    videos, or a :class:`~sned.supernet.latent.LatentClipDataset`) at ``res``: each video's clip of
+    epoch 0, with :func:`make_held_out`'s fixed noise and, with ``labels`` and a labelled dataset,
+    the true classes."""
     view = copy.copy(videos)  # same videos and decoded-frame cache; only the output size differs
     view.size = int(res)
     clips = torch.stack([view.clip(i, epoch=0) for i in range(len(view))])
     classes = torch.tensor(view.labels) if labels and view.labels else None
-    return make_held_out(clips, res, seed, labels=classes)
+    return make_held_out(clips, res, seed, labels=classes, side=int(res) // getattr(view, "spatial_factor", 1))
 
 
 @torch.no_grad()

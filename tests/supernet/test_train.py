@@ -219,7 +219,7 @@ def test_existing_run_other_experiment_and_corrupt_checkpoint(setup, full_run, t
     assert _files(broken) == before
 
 
-def test_latent_experiments_are_refused(setup, tmp_path, capsys):
+def test_a_latent_experiment_without_an_autoencoder_is_refused(setup, tmp_path, capsys):
     err = _one_line_error(capsys, ["train", "latent", "--data", str(setup / "data"), "--out", str(tmp_path / "r")])
     assert "autoencoder" in err and not (tmp_path / "r").exists()
 
