@@ -320,6 +320,10 @@ def run_search(config: SearchConfig, predictors: Predictors | None = None, *, sp
     if config.budget_ms is not None and all(len(result.fronts[r]) == 0 for r in resolutions):
         fastest = ", ".join(f"{r} px {result.stats[r].fastest_ms:.1f} ms" for r in resolutions)
         per = f" x {config.steps} steps" if config.steps > 1 else ""
+        decoders = [result.stats[r].decoder_ms for r in resolutions]
+        if any(decoders):  # a latent space: the decoder runs once per video on top of the steps
+            per += " + the decoder (" + ", ".join(f"{r} px {d:.1f} ms" for r, d in zip(resolutions, decoders,
+                                                                                       strict=True)) + ")"
         raise SettingError("budget_ms", "budget {budget:g} ms is below the fastest subnet ({fastest} per step{per}); "
                            "raise {budget_ms}", budget=config.budget_ms, fastest=fastest, per=per)
     result.elapsed_s = time.perf_counter() - start
