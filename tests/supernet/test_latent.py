@@ -233,3 +233,23 @@ def test_the_decoder_is_a_measured_fixed_block_that_the_budget_pays_once(setup, 
     with pytest.raises(UserError, match="below the fastest"):  # the decoder alone eats the budget
         run_search(SearchConfig(budget_ms=decoder[32] * 0.99, steps=steps, resolutions=(32,)), predictors,
                    space=space)
+
+
+@pytest.mark.slow
+def test_a_killed_cache_build_resumes_without_redoing_finished_shards(setup, tmp_path, killer):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root, vae = setup
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sned.search.cli", "train", str(root / "mini-latent.yaml"), "--data",
+           str(root / "data"), "--out", str(out), "--vae", str(vae), "--quiet"]
+    first = out / "latents" / "r16" / "shard-00000.safetensors"  # 16 px is encoded before 32 px
+    assert killer(cmd, first, 120, {**os.environ, "OMP_NUM_THREADS": "1"}) == -signal.SIGKILL
+    assert first.is_file() and open_latent_cache(out / "latents") is None  # killed before the cache was complete
+    stamp = first.stat().st_mtime_ns
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # the same command: no checkpoint yet
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert first.stat().st_mtime_ns == stamp and open_latent_cache(out / "latents") is not None
