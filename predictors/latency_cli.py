@@ -159,12 +159,17 @@ def _measure(args: argparse.Namespace) -> int:
         table = measure_decoder(table.path, space, load_autoencoder(folder), repeats=settings.repeats,
                                 warmup=settings.warmup, resolutions=resolutions, seed=settings.seed,
                                 progress=not args.no_progress)
-        decoder = table.decoder
-        print(f"  decoder {decoder['autoencoder']['identity']}: " + ", ".join(
-            f"{r} px {table.decoder_ms(int(r)):.1f} ms" for r in decoder["median_ms"]) + " per video")
+        print(_decoder_line(table))
     if result.complete:
         _print_extremes(table, space, resolutions or space.resolutions)
     return 0
+
+
+def _decoder_line(table) -> str:
+    """A latent table's decoder entry: its autoencoder and ms per video at each resolution (the table's statistic)."""
+    decoder = table.decoder
+    return (f"  decoder        {decoder['autoencoder']['identity']}: "
+            + ", ".join(f"{r} px {table.decoder_ms(int(r)):.1f} ms" for r in decoder["median_ms"]) + " per video")
 
 
 def _print_extremes(table, space, resolutions) -> None:
@@ -276,6 +281,8 @@ def _show(args: argparse.Namespace) -> int:
         loo = val["corrected_loo"]
         print(f"  validation     n={val['n']}: leave-one-out median abs error {loo['median_ape']:.1f} %, "
               f"p90 {loo['p90_ape']:.1f} %, Spearman {loo['spearman']:.3f}")
+    if table.decoder:
+        print(_decoder_line(table))
     experiment = args.experiment or meta.get("space")
     try:
         space = load_space(experiment)

@@ -371,7 +371,7 @@ def _search_resolution(space: SearchSpace, predictors: Predictors, config: Searc
         fastest_ms=fastest, hypervolume=hypervolume(F[on_front], ideal, nadir), ideal=ideal.tolist(),
         nadir=nadir.tolist(), elapsed_s=time.perf_counter() - t0, decoder_ms=decoder_ms(predictors, res), **extra)
     if budget_step is not None and not feasible.any():
-        decoder = decoder_ms(predictors, res)
+        decoder = result.stats[res].decoder_ms
         result.notes.append(f"{res} px: no subnet meets {config.budget_ms:g} ms"
                             f"{f' over {config.steps} steps' if config.steps > 1 else ''}"
                             f"{f' plus the {decoder:.1f} ms decoder' if decoder else ''}; "
@@ -413,7 +413,7 @@ def _reference_box(space: SearchSpace, predictors: Predictors, config: SearchCon
     ideal, nadir = F.min(axis=0), F.max(axis=0)
     if config.budget_ms is not None and "latency" in config.objectives:
         j = config.objectives.index("latency")
-        nadir[j] = min(nadir[j], max(step_budget(config, predictors, res), ideal[j]))
+        nadir[j] = min(nadir[j], step_budget(config, predictors, res))
     nadir = np.where(nadir > ideal, nadir, ideal + np.maximum(np.abs(ideal) * 1e-6, 1e-9))
     return ideal, nadir, float(cols["latency_ms"][0])
 

@@ -329,7 +329,7 @@ def _jsonable(value):
     return str(value)
 
 
-__all__ = ["COLUMNS", "DEFAULT_OBJECTIVES", "decoder_ms", "DEFAULT_PREDICTORS", "DEFAULT_TABLE", "DEFAULT_TARGET", "OBJECTIVES",
+__all__ = ["COLUMNS", "DEFAULT_OBJECTIVES", "DEFAULT_PREDICTORS", "DEFAULT_TABLE", "DEFAULT_TARGET", "OBJECTIVES",
            "QUALITY_LABELS", "QUALITY_OBJECTIVES", "AnalyticPredictors", "FilePredictors", "Predictors",
-           "check_objectives", "columns", "default_artifact", "evaluate", "parse_objectives", "predictor_target",
+           "check_objectives", "columns", "decoder_ms", "default_artifact", "evaluate", "parse_objectives", "predictor_target",
            "quality_columns"]

@@ -318,7 +318,8 @@ def stage_search(ctx: Context) -> dict[str, Any]:
     from sned.search.output import write_run
 
     config = SearchConfig(experiment=ctx.experiment, budget_ms=ctx.cfg.search_budget_ms, resolutions=None,
-                          steps=ctx.cfg.search_steps, seed=ctx.cfg.seed, table=str(ctx.paths["latency"]), predictor=str(ctx.paths["fit"]))
+                          steps=ctx.cfg.search_steps, seed=ctx.cfg.seed, table=str(ctx.paths["latency"]),
+                          predictor=str(ctx.paths["fit"]))
     result = run_search(config, space=ctx.space)
     if ctx.paths["search"].exists():
         shutil.rmtree(ctx.paths["search"])
@@ -333,8 +334,8 @@ def stage_report(ctx: Context) -> dict[str, Any]:
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "data": stage_data, "features": stage_features, "vae": stage_vae, "latents": stage_latents, "train": stage_train, "latency": stage_latency, "evaluate": stage_evaluate,
-    "fit": stage_fit, "search": stage_search, "report": stage_report,
+    "data": stage_data, "features": stage_features, "vae": stage_vae, "latents": stage_latents, "train": stage_train,
+    "latency": stage_latency, "evaluate": stage_evaluate, "fit": stage_fit, "search": stage_search, "report": stage_report,
 }
 
 

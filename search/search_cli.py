@@ -171,7 +171,7 @@ def _print_fronts(result) -> None:
         else:
             how = (f"NSGA-II front ({st.unique:,} of {st.space_count:,} archs in {st.generations} generations, "
                    f"stopped: {st.stopped})")
-        decoder = getattr(st, "decoder_ms", 0.0)
+        decoder = st.decoder_ms
         print(f"\n{res} px: {how}; {len(front)} subnets, fastest {st.fastest_ms:.1f} ms"
               + (f" per step; decoder {decoder:.1f} ms per video (measured; in ms/run)" if decoder else ""))
         if not len(front):
@@ -192,7 +192,7 @@ def _print_fronts(result) -> None:
 
 
 def _latent(result) -> bool:
-    return any(getattr(st, "decoder_ms", 0.0) for st in result.stats.values())
+    return any(st.decoder_ms for st in result.stats.values())
 
 
 def _number(value: float, target: str) -> str:

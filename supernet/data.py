@@ -114,6 +114,8 @@ class VideoClipDataset:
         UserError: the folder is missing or holds no usable video.
     """
 
+    spatial_factor = 1  # pixels per clip pixel (a LatentClipDataset's is its autoencoder's)
+
     def __init__(self, root: str | Path, frames: int, size: int, stride: int = 1, seed: int = 0,
                  cache: bool = False) -> None:
         from tqdm import tqdm

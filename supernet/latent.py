@@ -97,9 +97,10 @@ def _read_shard(path: Path) -> dict[str, torch.Tensor] | None:
         return None
 
 
-def _shard_done(path: Path, indices: range) -> bool:
+def _complete_shard(path: Path, indices: range) -> dict[str, torch.Tensor] | None:
+    """The shard's tensors where it holds exactly the videos ``indices``, else None."""
     tensors = _read_shard(path)
-    return tensors is not None and set(tensors) == {f"v{i}" for i in indices}
+    return tensors if tensors is not None and set(tensors) == {f"v{i}" for i in indices} else None
 
 
 def _shard_ranges(n: int) -> list[range]:
@@ -109,8 +110,8 @@ def _shard_ranges(n: int) -> list[range]:
 def _read_resolution(folder: Path, manifest: dict[str, Any], res: int) -> dict[int, torch.Tensor]:
     videos: dict[int, torch.Tensor] = {}
     for shard, indices in enumerate(_shard_ranges(len(manifest["videos"]))):
-        tensors = _read_shard(folder / _shard_name(res, shard))
-        if tensors is None or set(tensors) != {f"v{i}" for i in indices}:  # checked again: files can change
+        tensors = _complete_shard(folder / _shard_name(res, shard), indices)
+        if tensors is None:  # checked again when read: files can change after the build
             raise UserError(f"latent cache {folder}: {_shard_name(res, shard)} is missing or corrupt; rebuild the "
                             f"cache (delete the folder, or run the training again with the same folder)")
         videos.update({i: tensors[f"v{i}"] for i in indices})
@@ -188,7 +189,7 @@ def build_latent_cache(autoencoder: Any, videos: Any, resolutions: Sequence[int]
     write_json_atomic(out / MANIFEST, manifest)
     shards = _shard_ranges(len(videos))
     todo = [(res, k) for res in resolutions for k, indices in enumerate(shards)
-            if not _shard_done(out / _shard_name(res, k), indices)]
+            if _complete_shard(out / _shard_name(res, k), indices) is None]
     if len(todo) < len(resolutions) * len(shards):
         logger.info("latent cache %s: %d of %d shards already built", out, len(resolutions) * len(shards) - len(todo),
                     len(resolutions) * len(shards))

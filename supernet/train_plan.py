@@ -88,6 +88,7 @@ class Plan:
     latent: LatentPlan | None = None  # a latent experiment: the datasets become latent clips in attach_latents
     videos: Any = None  # every usable video (train + held out), what a latent cache encodes
     split: tuple[list[int], list[int]] = field(default_factory=lambda: ([], []))  # (train, held-out) indices
+    autoencoder: Any = None  # a latent experiment's, loaded (and checked) once by prepare
 
 
 def prepare(settings: TrainSettings) -> Plan:
@@ -101,7 +102,7 @@ def prepare(settings: TrainSettings) -> Plan:
     if space.spec.latent is None and (settings.vae or settings.latents):
         raise SettingError("vae", "experiment {name!r} is a pixel-space experiment; {vae} and {latents} are for "
                            "latent experiments (space.latent)", name=space.name)
-    latent = _latent_plan(settings, space) if space.spec.latent is not None else None
+    latent, autoencoder = _latent_plan(settings, space) if space.spec.latent is not None else (None, None)
     experiment_cfg = load_train_config(settings.experiment)
     if settings.workers < 1:
         raise SettingError("workers", "{workers} {value}: expected >= 1", value=settings.workers)
@@ -175,13 +176,14 @@ def prepare(settings: TrainSettings) -> Plan:
         logger.warning("%d videos are too few to hold out train.val_videos = %d; training without validation",
                        len(dataset), cfg.val_videos)
     plan = Plan(settings, space, cfg, seed, total, checkpoint, dataset.subset(train_index),
-                load_sample_config(settings.experiment), val_dataset, latent, dataset, (train_index, val_index))
+                load_sample_config(settings.experiment), val_dataset, latent, dataset, (train_index, val_index),
+                autoencoder)
     make_arch_sampler(plan)  # a bad train.arch fails here, in one line, before anything is written
     return plan
 
 
-def _latent_plan(settings: TrainSettings, space: SearchSpace) -> LatentPlan:
-    """Find and check a latent experiment's autoencoder (loaded once: its latent must match the space)."""
+def _latent_plan(settings: TrainSettings, space: SearchSpace) -> tuple[LatentPlan, Any]:
+    """Find, load and check a latent experiment's autoencoder (its latent must match the space)."""
     from sned.supernet.latent import bundled_autoencoder, check_autoencoder
     from sned.supernet.vae_load import load_autoencoder
 
@@ -194,7 +196,8 @@ def _latent_plan(settings: TrainSettings, space: SearchSpace) -> LatentPlan:
     cache = Path(settings.latents) if settings.latents else Path(settings.out) / "latents"
     if cache.exists() and not cache.is_dir():
         raise SettingError("latents", "{latents} {value} exists and is not a folder", value=cache)
-    return LatentPlan(str(folder.resolve()), autoencoder.sha256, autoencoder.describe(), str(cache.resolve()))
+    plan = LatentPlan(str(folder.resolve()), autoencoder.sha256, autoencoder.describe(), str(cache.resolve()))
+    return plan, autoencoder
 
 
 def attach_latents(plan: Plan, build: bool, progress: bool = True) -> None:
@@ -206,22 +209,16 @@ def attach_latents(plan: Plan, build: bool, progress: bool = True) -> None:
         UserError: the cache folder holds another autoencoder's or dataset's latents, or is unfinished
             where it should only be opened.
     """
-    from sned.supernet.latent import LatentClipDataset, build_latent_cache, open_latent_cache
-    from sned.supernet.vae_load import load_autoencoder
+    from sned.supernet.latent import LatentClipDataset, build_latent_cache, cache_key, open_latent_cache
+    from sned.supernet.video_io import data_folder_hash
 
     latent = plan.latent
     if latent is None:
         return
     space = plan.space
     if build:
-        autoencoder = load_autoencoder(latent.vae)
-        if autoencoder.sha256 != latent.sha256:
-            raise UserError(f"--vae {latent.vae} changed while training was being prepared")
-        cache = build_latent_cache(autoencoder, plan.videos, space.resolutions, latent.cache, progress=progress)
+        cache = build_latent_cache(plan.autoencoder, plan.videos, space.resolutions, latent.cache, progress=progress)
     else:
-        from sned.supernet.latent import cache_key
-        from sned.supernet.video_io import data_folder_hash
-
         key = cache_key(latent.sha256, data_folder_hash(plan.videos.root), space.resolutions)
         cache = open_latent_cache(latent.cache, key)
         if cache is None:

@@ -71,7 +71,7 @@ def held_out_set(videos: Any, res: int, seed: int, labels: bool = True) -> HeldO
     view.size = int(res)
     clips = torch.stack([view.clip(i, epoch=0) for i in range(len(view))])
     classes = torch.tensor(view.labels) if labels and view.labels else None
-    return make_held_out(clips, res, seed, labels=classes, side=int(res) // getattr(view, "spatial_factor", 1))
+    return make_held_out(clips, res, seed, labels=classes, side=int(res) // view.spatial_factor)
 
 
 @torch.no_grad()
