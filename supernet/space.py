@@ -96,6 +96,8 @@ class SearchSpace:
         spec = asdict(self.spec)
         if not spec["classes"]:  # unconditional spaces keep the hash they had before labels existed
             del spec["classes"]
+        if not spec["global_gate"]:  # and spaces without the res blocks' global gate
+            del spec["global_gate"]
         for stage in spec["stages"]:  # so do spaces with the default attention block
             if stage["attention_kind"] == "attn":
                 del stage["attention_kind"]

@@ -55,6 +55,7 @@ class SpaceSpec:
     patch_size: int = 1  # space-to-depth factor of the stem (pixel shuffle in the head)
     head_dim: int = 32  # attention head size; heads = width / head_dim
     pixel_channels: int = 0  # width of the head's full-resolution pixel path (0: none); see blocks/head.py
+    global_gate: bool = False  # res blocks gate their channels by the clip's mean features; see blocks/res.py
     time_embed_dim: int = 128  # width of the timestep MLP (fixed part)
     classes: int = 0  # class labels of a class-conditional UNet (0: unconditional); see blocks.modules.TimeEmbedding
     latent: LatentSpec | None = None
@@ -97,6 +98,13 @@ def _positive_int(section: Mapping, key: str, where: str, default: int) -> int:
 def _positive(key: str, value: int, where: str) -> int:
     if value <= 0:
         raise SpaceError(f"{where} = {value!r}: expected a positive integer")
+    return value
+
+
+def _bool(section: Mapping, key: str, where: str, default: bool) -> bool:
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise SpaceError(f"{where}.{key} = {value!r}: expected true or false")
     return value
 
 
@@ -156,6 +164,7 @@ def parse_space_spec(section: Mapping, name: str = "space") -> SpaceSpec:
         patch_size=_positive_int(section, "patch_size", "space", 1),
         head_dim=head_dim,
         pixel_channels=_non_negative_int(section, "pixel_channels", "space", 0),
+        global_gate=_bool(section, "global_gate", "space", False),
         time_embed_dim=_positive_int(section, "time_embed_dim", "space", 128),
         classes=_non_negative_int(section, "classes", "space", 0),
         latent=latent,

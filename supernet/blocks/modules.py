@@ -75,14 +75,18 @@ class ResBlock(ElasticBlock):
 
     Spec: ``(input segment widths, output width)``. ``use_projection`` adds a ``projection_kernel``
     skip conv (the first block of every stage, whose input width differs or is a skip
-    concatenation). ``compute(..., use_temporal=False)`` skips the temporal conv, so every frame is
+    concatenation). With ``global_gate`` the features entering conv2 are scaled per channel by
+    ``2 sigmoid(W mean_hw(h) + b)``, the frame's mean features (squeeze-excitation, Hu et al. 2018;
+    zero-initialised, so it starts as the identity): a multiplicative path from the whole frame to
+    every position, which a denoiser needs to commit to one orientation or palette of a pattern that
+    covers the frame. ``compute(..., use_temporal=False)`` skips the temporal conv, so every frame is
     an independent image (the image pre-training stage). Kernels (``(1, 3, 3)``, ``(3, 1, 1)``,
     ``(1, 1, 1)`` for every built-in space) come from :class:`sned.supernet.blocks.res.ResKind`.
     """
 
     def __init__(self, in_segments: tuple[int, ...], out_channels: int, time_embed_dim: int, use_projection: bool, *,
                  spatial_kernel: tuple[int, int, int], temporal_kernel: tuple[int, int, int],
-                 projection_kernel: tuple[int, int, int]):
+                 projection_kernel: tuple[int, int, int], global_gate: bool = False):
         super().__init__()
         C = out_channels
         self.time_embed_dim = time_embed_dim
@@ -91,6 +95,7 @@ class ResBlock(ElasticBlock):
         self.conv1 = ElasticConv3d(in_segments, C, spatial_kernel, padding=spatial)
         self.emb = ElasticLinear(time_embed_dim, (C, C))  # scale | shift, sliced separately
         self.norm2 = ElasticGroupNorm((C,))
+        self.gate = ElasticLinear(C, (C,), zero_init=True) if global_gate else None
         self.conv2 = ElasticConv3d((C,), C, spatial_kernel, padding=spatial, zero_init=True)
         self.temporal_norm = ElasticGroupNorm((C,))
         self.temporal_conv = ElasticConv3d((C,), C, temporal_kernel, padding=temporal, zero_init=True)
@@ -101,6 +106,8 @@ class ResBlock(ElasticBlock):
         segments, c = spec
         specs = {"norm1": segments, "conv1": (segments, c), "emb": (self.time_embed_dim, (c, c)),
                  "norm2": (c,), "conv2": ((c,), c), "temporal_norm": (c,), "temporal_conv": ((c,), c)}
+        if self.gate is not None:
+            specs["gate"] = (c, (c,))
         if self.skip is not None:
             specs["skip"] = (segments, c)
         return specs
@@ -109,8 +116,11 @@ class ResBlock(ElasticBlock):
     def compute(ops: Ops, x: torch.Tensor, temb: torch.Tensor, use_temporal: bool = True) -> torch.Tensor:
         h = ops["conv1"](F.silu(ops["norm1"](x)))
         scale, shift = ops["emb"](F.silu(temb))[:, :, None, None, None].chunk(2, dim=1)
-        h = ops["norm2"](h) * (1 + scale) + shift
-        h = ops["conv2"](F.silu(h))
+        h = F.silu(ops["norm2"](h) * (1 + scale) + shift)
+        if "gate" in ops:  # per frame: (b, f, c) means over h, w
+            gate = ops["gate"](h.mean(dim=(3, 4)).transpose(1, 2))  # (b, f, c)
+            h = h * (2.0 * torch.sigmoid(gate)).transpose(1, 2)[..., None, None]
+        h = ops["conv2"](h)
         if use_temporal:
             h = h + ops["temporal_conv"](F.silu(ops["temporal_norm"](h)))  # factorised: time after space
         return (ops["skip"](x) if "skip" in ops else x) + h

@@ -1,7 +1,8 @@
 """Residual blocks (``res``, and ``res_proj`` with a 1x1x1 skip projection): spec, cost, latency inputs.
 
 The block (:class:`~sned.supernet.blocks.modules.ResBlock`): GroupNorm-SiLU-conv ``spatial_kernel``,
-timestep scale-shift, conv ``spatial_kernel``, then a temporal GroupNorm-SiLU-conv
+timestep scale-shift, (with the space's ``global_gate``, a per-frame channel gate from the
+frame's mean features), conv ``spatial_kernel``, then a temporal GroupNorm-SiLU-conv
 ``temporal_kernel`` added on top (factorised space-time). ``res_proj`` is the first block of every
 stage, whose input comes from another width or a skip concatenation.
 """
@@ -42,7 +43,7 @@ class ResKind(BlockKind):
         segments = tuple(int(s[0]) for s in slot.segments)
         return ResBlock(segments, int(slot.c_out[0]), slot.spec.time_embed_dim, use_projection=self.use_projection,
                         spatial_kernel=self.spatial_kernel, temporal_kernel=self.temporal_kernel,
-                        projection_kernel=self.projection_kernel)
+                        projection_kernel=self.projection_kernel, global_gate=slot.spec.global_gate)
 
     def block_spec(self, slot: Slot, i: int = 0) -> tuple[tuple[int, ...], int]:
         return tuple(int(s[i]) for s in slot.segments), int(slot.c_out[i])
@@ -55,6 +56,8 @@ class ResKind(BlockKind):
         p += temb * 2 * co + 2 * co  # time-embedding scale and shift
         p += 2 * co + ks * co * co + co  # norm2, spatial conv2
         p += 2 * co + kt * co * co + co  # temporal norm, temporal conv
+        if slot.spec.global_gate:
+            p += co * co + co
         if self.use_projection:
             p += kernel_volume(self.projection_kernel) * ci * co + co
         return p
@@ -64,6 +67,8 @@ class ResKind(BlockKind):
         N = slot.positions()
         ks, kt = kernel_volume(self.spatial_kernel), kernel_volume(self.temporal_kernel)
         m = ks * ci * co * N + ks * co * co * N + kt * co * co * N + slot.spec.time_embed_dim * 2 * co
+        if slot.spec.global_gate:  # one co x co product per frame (the pooling and scaling are not MACs)
+            m += slot.frames * co * co
         if self.use_projection:
             m += kernel_volume(self.projection_kernel) * ci * co * N
         return m

@@ -146,3 +146,38 @@ def test_labels_are_refused_by_an_unconditional_space_and_checked_for_shape():
 def test_classes_change_the_space_hash_only_when_set():
     assert "classes" not in _conditional(0).to_dict()
     assert _conditional(6).to_dict()["classes"] == 6 and _conditional(6).hash != _conditional(0).hash
+
+
+def _gated_net():
+    from sned.supernet.space import SearchSpace, load_experiment, parse_space_spec
+
+    section = dict(load_experiment("tiny")[0]["space"]) | {"global_gate": True, "resolutions": [32]}
+    torch.manual_seed(0)
+    net = Supernet(SearchSpace(parse_space_spec(section, "gated"))).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def test_global_gate_is_exact_in_extraction_params_and_flops():
+    net = _gated_net()
+    space, rng = net.space, np.random.default_rng(2)
+    x, t = torch.randn(2, 3, 8, 32, 32), torch.tensor([5.0, 800.0])
+    for arch in [space.largest(32), space.smallest(32), space.sample(rng, res=32)]:
+        with torch.no_grad():
+            expected = net(x, t, arch)
+            assert torch.allclose(net.extract(arch)(x, t), expected, atol=1e-5, rtol=0), arch
+        assert sum(p.numel() for p in net.extract(arch).parameters()) == space.params([arch])[0]
+        measured = _fvcore_flops(net.extract(arch), (x[:1], t[:1]))
+        assert abs(space.flops(arch)[0] - measured) / measured < 0.02, arch
+    # the gate is a real path: zeroing it changes the output; ungated spaces keep their hash
+    arch = space.largest(32)
+    with torch.no_grad():
+        before = net(x, t, arch)
+        for block in net.blocks.values():
+            if getattr(block, "gate", None) is not None:
+                block.gate.weight.zero_()
+        assert not torch.allclose(before, net(x, t, arch))
+    assert space.hash != load_space("tiny").hash and "global_gate" not in load_space("tiny").to_dict()
+
