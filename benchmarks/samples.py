@@ -11,6 +11,9 @@ how many videos each class got, how many classes are represented, the mean top-c
 (how confident the classifier is that a sample shows one class), and the Inception Score (exp of
 the mean KL between per-video and marginal class probabilities; its maximum is the number of
 classes, 6). The same figures for unseen real clips (rendered with a new seed) are the reference.
+**scale** is a check of structure that needs no classifier: per class, the power-weighted mean
+spatial frequency of the videos in cycles per frame width (grey level, each frame's mean removed),
+so speckle finer than the class's pattern reads as a number well above the real clips'.
 For a class-conditional supernet the videos take the classes in turn (as ``sned sample`` does, with
 the checkpoint's ``sample.guidance`` unless ``--guidance`` is given) and the line also shows
 **asked**: the share of videos the classifier puts in the class they were generated for.
@@ -30,7 +33,7 @@ from sned.predictors.features import DomainFeatureExtractor
 from sned.predictors.fvd import inception_score
 from sned.supernet.checkpoint import load_supernet
 from sned.supernet.sample import class_labels, generate
-from sned.supernet.synth import render_clips
+from sned.supernet.synth import CLASS_NAMES, render_clips
 
 
 def _line(name: str, probabilities: np.ndarray, classes: list[str], asked: list[str] | None = None) -> str:
@@ -41,6 +44,24 @@ def _line(name: str, probabilities: np.ndarray, classes: list[str], asked: list[
     hit = "" if asked is None else f"  asked {np.mean([classes[p] == a for p, a in zip(predicted, asked, strict=True)]):.2f}"
     return (f"  {name:<22} classes {int((counts > 0).sum())}/{len(classes)}  top-prob "
             f"{probabilities.max(axis=1).mean():.2f}  IS {is_mean:.2f}{hit}  [{cells}]")
+
+
+def mean_frequency(videos: torch.Tensor) -> np.ndarray:
+    """Per video ``(b, c, f, h, w)``: the power-weighted mean radial spatial frequency, cycles per frame width."""
+    grey = videos.double().mean(dim=1)  # (b, f, h, w)
+    grey = grey - grey.mean(dim=(2, 3), keepdim=True)
+    power = (torch.fft.fft2(grey).abs() ** 2).mean(dim=1)  # (b, h, w)
+    h, w = power.shape[-2:]
+    radius = torch.hypot(torch.fft.fftfreq(h, dtype=torch.float64)[:, None] * h,
+                         torch.fft.fftfreq(w, dtype=torch.float64)[None, :] * w)
+    return ((power * radius).sum(dim=(1, 2)) / power.sum(dim=(1, 2)).clamp_min(1e-12)).numpy()
+
+
+def _scale_line(name: str, videos: torch.Tensor, names: list[str], classes: list[str]) -> str:
+    frequency = mean_frequency(videos)
+    cells = " ".join(f"{c[:8]}={frequency[[n == c for n in names]].mean():.1f}" for c in classes
+                     if c in names)
+    return f"  {name:<22} scale (cycles/frame) [{cells}]"
 
 
 def main() -> None:
@@ -68,12 +89,16 @@ def main() -> None:
         print(f"-- {res} px")
         real = render_clips(args.n, net.space.frames, res, seed=1, first_index=1000)  # as the bundled real grids
         real_videos = torch.from_numpy(real).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        real_names = [CLASS_NAMES[i % len(CLASS_NAMES)] for i in range(args.n)]  # the classes in turn
         print(_line("real clips", extractor.probabilities(real_videos), classes))
+        print(_scale_line("real clips", real_videos, real_names, classes))
         for which in ("largest", "smallest"):
             arch = getattr(net.space, which)(res)
             videos = generate(net, arch, args.n, args.steps, seed=0, prediction=prediction, labels=labels,
                               guidance=guidance if labels else 1.0)
             print(_line(f"{which} subnet", extractor.probabilities(videos), classes, asked or None), flush=True)
+            if asked:
+                print(_scale_line(f"{which} subnet", videos, asked, classes), flush=True)
 
 
 if __name__ == "__main__":

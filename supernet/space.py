@@ -98,6 +98,8 @@ class SearchSpace:
             del spec["classes"]
         if not spec["global_gate"]:  # and spaces without the res blocks' global gate
             del spec["global_gate"]
+        if not spec["position_frequencies"]:  # or the stem's position features
+            del spec["position_frequencies"]
         for stage in spec["stages"]:  # so do spaces with the default attention block
             if stage["attention_kind"] == "attn":
                 del stage["attention_kind"]

@@ -56,6 +56,7 @@ class SpaceSpec:
     head_dim: int = 32  # attention head size; heads = width / head_dim
     pixel_channels: int = 0  # width of the head's full-resolution pixel path (0: none); see blocks/head.py
     global_gate: bool = False  # res blocks gate their channels by the clip's mean features; see blocks/res.py
+    position_frequencies: int = 0  # Fourier position features of the stem's grid, up to this many cycles (0: none)
     time_embed_dim: int = 128  # width of the timestep MLP (fixed part)
     classes: int = 0  # class labels of a class-conditional UNet (0: unconditional); see blocks.modules.TimeEmbedding
     latent: LatentSpec | None = None
@@ -165,6 +166,7 @@ def parse_space_spec(section: Mapping, name: str = "space") -> SpaceSpec:
         head_dim=head_dim,
         pixel_channels=_non_negative_int(section, "pixel_channels", "space", 0),
         global_gate=_bool(section, "global_gate", "space", False),
+        position_frequencies=_non_negative_int(section, "position_frequencies", "space", 0),
         time_embed_dim=_positive_int(section, "time_embed_dim", "space", 128),
         classes=_non_negative_int(section, "classes", "space", 0),
         latent=latent,

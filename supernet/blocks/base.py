@@ -30,6 +30,12 @@ def kernel_volume(kernel_size: Sequence[int]) -> int:
     return math.prod(kernel_size)
 
 
+def position_feature_count(frequencies: int) -> int:
+    """Fourier position features of a stem with ``position_frequencies = K``: cos and sin of the
+    ``2K(K + 1)`` integer wave vectors with ``0 < max(|kx|, |ky|) <= K``, one of each ``+-k`` pair."""
+    return 4 * frequencies * (frequencies + 1)
+
+
 def same_padding(kernel_size: Sequence[int]) -> tuple[int, ...]:
     """The padding that keeps an odd kernel's output the size of its input: ``(1, 3, 3)`` -> ``(0, 1, 1)``."""
     return tuple(k // 2 for k in kernel_size)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from sned.supernet.blocks.base import same_padding
+from sned.supernet.blocks.base import position_feature_count, same_padding
 from sned.supernet.ops import (
     ElasticConv3d,
     ElasticGroupNorm,
@@ -197,24 +197,58 @@ class Upsample(ElasticBlock):
 
 
 class Stem(ElasticBlock):
-    """Space-to-depth by ``patch`` (pixel unshuffle), then conv ``kernel_size`` (1x3x3) to the first stage's width."""
+    """Space-to-depth by ``patch`` (pixel unshuffle), then conv ``kernel_size`` (1x3x3) to the first stage's width.
 
-    def __init__(self, data_channels: int, channels: int, patch: int, kernel_size: tuple[int, int, int]):
+    With ``position_frequencies = K > 0`` a learned projection of Fourier features of the grid's
+    position is added to the output: ``cos`` and ``sin`` of ``2 pi k . u`` for every integer wave
+    vector ``k`` with ``0 < max(|kx|, |ky|) <= K`` (one of each ``+-k`` pair), ``u`` the cell centre in
+    frame units, so the features mean the same place at every resolution (those a grid is too coarse
+    to hold, ``|k| >= side / 2`` on an axis, are zero there instead of aliased). Convolutions and
+    attention without them are translation-equivariant; the projection (zero-initialised, so it
+    starts as the identity) gives every position a frame-wide coordinate system to lay out one
+    coherent grating or one centre of rings.
+    """
+
+    def __init__(self, data_channels: int, channels: int, patch: int, kernel_size: tuple[int, int, int],
+                 position_frequencies: int = 0):
         super().__init__()
-        self.patch = patch
+        self.patch, self.position_frequencies = patch, position_frequencies
         self.conv = ElasticConv3d((data_channels * patch * patch,), channels, kernel_size,
                                   padding=same_padding(kernel_size))
+        n = position_feature_count(position_frequencies)
+        self.position = ElasticLinear(n, (channels,), bias=False, zero_init=True) if n else None
 
     def child_specs(self, c: int) -> dict[str, Any]:
-        return {"conv": (self.conv.in_segments, c)}
+        specs = {"conv": (self.conv.in_segments, c)}
+        if self.position is not None:
+            specs["position"] = (self.position.in_features, (c,))
+        return specs
 
     def static_kwargs(self, c: int) -> dict[str, Any]:
-        return {"patch": self.patch}
+        return {"patch": self.patch, "frequencies": self.position_frequencies}
 
     @staticmethod
-    def compute(ops: Ops, x: torch.Tensor, patch: int) -> torch.Tensor:
+    def compute(ops: Ops, x: torch.Tensor, patch: int, frequencies: int = 0) -> torch.Tensor:
         x = rearrange(x, "b c f (h p1) (w p2) -> b (c p1 p2) f h w", p1=patch, p2=patch)
-        return ops["conv"](x)
+        h = ops["conv"](x)
+        if "position" in ops:  # (h, w, F) -> (h, w, c), one per forward: shared by the batch and the frames
+            features = position_features(frequencies, h.shape[-2], h.shape[-1], device=h.device, dtype=h.dtype)
+            h = h + ops["position"](features).permute(2, 0, 1)[None, :, None]
+        return h
+
+
+def position_features(frequencies: int, height: int, width: int, *, device: Any = None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(height, width, F)`` cos | sin of ``2 pi k . u`` over the cell centres ``u`` in [0, 1] (see :class:`Stem`)."""
+    K = frequencies
+    k = torch.tensor([(kx, ky) for kx in range(0, K + 1) for ky in range(-K, K + 1) if kx > 0 or ky > 0],
+                     dtype=torch.float64, device=device)  # (2K(K+1), 2): one of each +-k pair
+    uy = (torch.arange(height, dtype=torch.float64, device=device) + 0.5) / height
+    ux = (torch.arange(width, dtype=torch.float64, device=device) + 0.5) / width
+    angle = 2.0 * torch.pi * (ux[None, :, None] * k[:, 0] + uy[:, None, None] * k[:, 1])  # (h, w, n)
+    # a grid of n cells holds frequencies below n / 2; the others would alias onto lower ones: zero
+    resolved = ((2 * k[:, 0].abs() < width) & (2 * k[:, 1].abs() < height)).to(angle.dtype)
+    return (torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1) * resolved.repeat(2)).to(dtype)
 
 
 class Head(ElasticBlock):

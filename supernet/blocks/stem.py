@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from sned.supernet.blocks.base import BlockKind, LatencyProbe, Slot, kernel_volume
+from sned.supernet.blocks.base import BlockKind, LatencyProbe, Slot, kernel_volume, position_feature_count
 
 KERNEL = (1, 3, 3)
 
 
 class StemKind(BlockKind):
-    """Pixel unshuffle then conv ``kernel_size``; block spec: the first stage's active width."""
+    """Pixel unshuffle then conv ``kernel_size`` (plus the space's position features); block spec: the first stage's
+    active width."""
 
     name = "stem"
     kernel_size = KERNEL
@@ -26,19 +27,25 @@ class StemKind(BlockKind):
     def build(self, slot: Slot) -> Any:
         from sned.supernet.blocks.modules import Stem
 
-        return Stem(slot.spec.unet_channels, int(slot.c_out[0]), slot.spec.patch_size, self.kernel_size)
+        return Stem(slot.spec.unet_channels, int(slot.c_out[0]), slot.spec.patch_size, self.kernel_size,
+                    position_frequencies=slot.spec.position_frequencies)
 
     def params(self, slot: Slot) -> np.ndarray:
         ci, co = slot.c_in.astype(np.int64), slot.c_out.astype(np.int64)
-        return kernel_volume(self.kernel_size) * ci * co + co
+        return kernel_volume(self.kernel_size) * ci * co + co + _position_features(slot) * co
 
     def macs(self, slot: Slot) -> np.ndarray:
         ci, co = slot.c_in.astype(np.float64), slot.c_out.astype(np.float64)
-        return kernel_volume(self.kernel_size) * ci * co * slot.positions()
+        position = _position_features(slot) * co * slot.size.astype(np.float64) ** 2  # once per clip, not per frame
+        return kernel_volume(self.kernel_size) * ci * co * slot.positions() + position
 
     def latency_call(self, block: Any, key: Any, probe: LatencyProbe) -> Callable[[], Any]:
         x = probe.video(probe.spec.unet_channels, key.size * probe.spec.patch_size)
         return lambda: block(x)
+
+
+def _position_features(slot: Slot) -> int:
+    return position_feature_count(slot.spec.position_frequencies)
 
 
 STEM = StemKind()

@@ -148,12 +148,13 @@ def test_classes_change_the_space_hash_only_when_set():
     assert _conditional(6).to_dict()["classes"] == 6 and _conditional(6).hash != _conditional(0).hash
 
 
-def _gated_net():
+def _variant_net(**options):
+    """tiny's space at 32 px with extra ``space`` options, its weights (zero-initialised ones too) perturbed."""
     from sned.supernet.space import SearchSpace, load_experiment, parse_space_spec
 
-    section = dict(load_experiment("tiny")[0]["space"]) | {"global_gate": True, "resolutions": [32]}
+    section = dict(load_experiment("tiny")[0]["space"]) | options | {"resolutions": [32]}
     torch.manual_seed(0)
-    net = Supernet(SearchSpace(parse_space_spec(section, "gated"))).eval()
+    net = Supernet(SearchSpace(parse_space_spec(section, "variant"))).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -161,7 +162,7 @@ def _gated_net():
 
 
 def test_global_gate_is_exact_in_extraction_params_and_flops():
-    net = _gated_net()
+    net = _variant_net(global_gate=True)
     space, rng = net.space, np.random.default_rng(2)
     x, t = torch.randn(2, 3, 8, 32, 32), torch.tensor([5.0, 800.0])
     for arch in [space.largest(32), space.smallest(32), space.sample(rng, res=32)]:
@@ -181,3 +182,34 @@ def test_global_gate_is_exact_in_extraction_params_and_flops():
         assert not torch.allclose(before, net(x, t, arch))
     assert space.hash != load_space("tiny").hash and "global_gate" not in load_space("tiny").to_dict()
 
+
+
+def test_position_features_are_exact_in_extraction_params_and_flops():
+    from sned.supernet.blocks.modules import position_features
+
+    net = _variant_net(position_frequencies=3)
+    space, rng = net.space, np.random.default_rng(3)
+    x, t = torch.randn(2, 3, 8, 32, 32), torch.tensor([5.0, 800.0])
+    for arch in [space.largest(32), space.smallest(32), space.sample(rng, res=32)]:
+        with torch.no_grad():
+            assert torch.allclose(net.extract(arch)(x, t), net(x, t, arch), atol=1e-5, rtol=0), arch
+        assert sum(p.numel() for p in net.extract(arch).parameters()) == space.params([arch])[0]
+        measured = _fvcore_flops(net.extract(arch), (x[:1], t[:1]))
+        assert abs(space.flops(arch)[0] - measured) / measured < 0.02, arch
+    # 2K(K+1) wave vectors, cos then sin, in frame units: cell (row 1, col 2) of a 4x4 grid sits at u = (0.625, 0.375)
+    # (on a 4x4 grid, frequencies 2 and 3 on either axis would alias: those features are zero)
+    features = position_features(3, 4, 4, dtype=torch.float64)
+    assert features.shape == (4, 4, 48)
+    u = np.array([0.625, 0.375])
+    k = np.array([(kx, ky) for kx in range(4) for ky in range(-3, 4) if kx > 0 or ky > 0])
+    resolved = (np.abs(k) < 2).all(axis=1)
+    assert resolved.sum() == 4  # (0, 1), (1, -1), (1, 0), (1, 1)
+    np.testing.assert_allclose(features[1, 2, :24].numpy(), np.cos(2 * np.pi * k @ u) * resolved, atol=1e-12)
+    np.testing.assert_allclose(features[1, 2, 24:].numpy(), np.sin(2 * np.pi * k @ u) * resolved, atol=1e-12)
+    # the projection is a real path; spaces without it keep their hash
+    arch = space.largest(32)
+    with torch.no_grad():
+        before = net(x, t, arch)
+        net.blocks["stem"].position.weight.zero_()
+        assert not torch.allclose(before, net(x, t, arch))
+    assert space.hash != load_space("tiny").hash and "position_frequencies" not in load_space("tiny").to_dict()
