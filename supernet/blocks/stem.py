@@ -32,20 +32,18 @@ class StemKind(BlockKind):
 
     def params(self, slot: Slot) -> np.ndarray:
         ci, co = slot.c_in.astype(np.int64), slot.c_out.astype(np.int64)
-        return kernel_volume(self.kernel_size) * ci * co + co + _position_features(slot) * co
+        features = position_feature_count(slot.spec.position_frequencies)
+        return kernel_volume(self.kernel_size) * ci * co + co + features * co
 
     def macs(self, slot: Slot) -> np.ndarray:
         ci, co = slot.c_in.astype(np.float64), slot.c_out.astype(np.float64)
-        position = _position_features(slot) * co * slot.size.astype(np.float64) ** 2  # once per clip, not per frame
-        return kernel_volume(self.kernel_size) * ci * co * slot.positions() + position
+        features = position_feature_count(slot.spec.position_frequencies)
+        once_per_clip = features * co * slot.size.astype(np.float64) ** 2  # shared by the frames
+        return kernel_volume(self.kernel_size) * ci * co * slot.positions() + once_per_clip
 
     def latency_call(self, block: Any, key: Any, probe: LatencyProbe) -> Callable[[], Any]:
         x = probe.video(probe.spec.unet_channels, key.size * probe.spec.patch_size)
         return lambda: block(x)
-
-
-def _position_features(slot: Slot) -> int:
-    return position_feature_count(slot.spec.position_frequencies)
 
 
 STEM = StemKind()

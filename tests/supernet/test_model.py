@@ -161,17 +161,22 @@ def _variant_net(**options):
     return net
 
 
-def test_global_gate_is_exact_in_extraction_params_and_flops():
-    net = _variant_net(global_gate=True)
-    space, rng = net.space, np.random.default_rng(2)
+def _assert_exact(net, seed):
+    """The largest, the smallest and a random subnet at 32 px: extraction, params and FLOPs are exact."""
+    space, rng = net.space, np.random.default_rng(seed)
     x, t = torch.randn(2, 3, 8, 32, 32), torch.tensor([5.0, 800.0])
     for arch in [space.largest(32), space.smallest(32), space.sample(rng, res=32)]:
         with torch.no_grad():
-            expected = net(x, t, arch)
-            assert torch.allclose(net.extract(arch)(x, t), expected, atol=1e-5, rtol=0), arch
+            assert torch.allclose(net.extract(arch)(x, t), net(x, t, arch), atol=1e-5, rtol=0), arch
         assert sum(p.numel() for p in net.extract(arch).parameters()) == space.params([arch])[0]
         measured = _fvcore_flops(net.extract(arch), (x[:1], t[:1]))
         assert abs(space.flops(arch)[0] - measured) / measured < 0.02, arch
+    return space, x, t
+
+
+def test_global_gate_is_exact_in_extraction_params_and_flops():
+    net = _variant_net(global_gate=True)
+    space, x, t = _assert_exact(net, seed=2)
     # the gate is a real path: zeroing it changes the output; ungated spaces keep their hash
     arch = space.largest(32)
     with torch.no_grad():
@@ -188,14 +193,7 @@ def test_position_features_are_exact_in_extraction_params_and_flops():
     from sned.supernet.blocks.modules import position_features
 
     net = _variant_net(position_frequencies=3)
-    space, rng = net.space, np.random.default_rng(3)
-    x, t = torch.randn(2, 3, 8, 32, 32), torch.tensor([5.0, 800.0])
-    for arch in [space.largest(32), space.smallest(32), space.sample(rng, res=32)]:
-        with torch.no_grad():
-            assert torch.allclose(net.extract(arch)(x, t), net(x, t, arch), atol=1e-5, rtol=0), arch
-        assert sum(p.numel() for p in net.extract(arch).parameters()) == space.params([arch])[0]
-        measured = _fvcore_flops(net.extract(arch), (x[:1], t[:1]))
-        assert abs(space.flops(arch)[0] - measured) / measured < 0.02, arch
+    space, x, t = _assert_exact(net, seed=3)
     # 2K(K+1) wave vectors, cos then sin, in frame units: cell (row 1, col 2) of a 4x4 grid sits at u = (0.625, 0.375)
     # (on a 4x4 grid, frequencies 2 and 3 on either axis would alias: those features are zero)
     features = position_features(3, 4, 4, dtype=torch.float64)
